@@ -1,0 +1,107 @@
+"""`make run`: start the local stack, collect yesterday against the simulator, then serve the API on :7071.
+
+Ctrl-C stops the HTTP server and every process the stack started.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .stack import ROOT, Stack, StackError
+
+PORT = 7071
+
+
+def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
+    """Apply local.settings.json "Values" like `func start` does: environment variables already set win."""
+    if not path.exists():
+        return
+    try:
+        values = json.loads(path.read_text()).get("Values", {})
+    except (OSError, ValueError) as exc:
+        sys.exit(f"local.settings.json is not valid JSON: {exc}")
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
+
+
+def localhost_keys():
+    from .localhost import Keys
+
+    required = os.environ.get("LOCALHOST_REQUIRE_KEYS", "false").lower() in ("1", "true", "yes")
+    return Keys(required, os.environ.get("LOCALHOST_FUNCTION_KEY", ""), os.environ.get("LOCALHOST_ADMIN_KEY", ""))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("localhost").setLevel(logging.WARNING)
+    load_local_settings()
+    started = time.monotonic()
+    stack = Stack()
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"could not start the local stack: {exc}", file=sys.stderr)
+        return 1
+    try:
+        os.environ.update(stack.app_env())
+        from shared.schema import ensure_stores
+        from shared.settings import SettingsError, load_settings
+
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            print(f"invalid setting: {exc}", file=sys.stderr)
+            return 2
+        ensure_stores(settings)
+        summary = first_run(settings)
+        server = serve()
+        print_summary(summary, time.monotonic() - started, stack)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    finally:
+        stack.stop()
+        print("\nstopped the local stack.")
+    return 0
+
+
+def first_run(settings) -> list[str]:
+    from shared.health import check_health
+
+    healthy, report = check_health()
+    return [f"health: {report['status']} {report['checks']}"]
+
+
+def serve():
+    from function_app import app
+
+    from .localhost import make_server
+
+    return make_server(app, "127.0.0.1", PORT, localhost_keys())
+
+
+def print_summary(lines: list[str], seconds: float, stack: Stack) -> None:
+    base = f"http://localhost:{PORT}/api"
+    print("\n".join([
+        "",
+        f"ready in {seconds:.1f} s",
+        *lines,
+        f"Graph simulator  {stack.graph_url}",
+        f"Cosmos DB        {stack.cosmos_url} (emulator key)",
+        f"Blob storage     {stack.blob_url}",
+        "try:",
+        f"  curl {base}/health",
+        "Ctrl-C stops everything.",
+    ]), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

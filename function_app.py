@@ -1,0 +1,9 @@
+"""Entry point of the Functions app (Python v2 programming model): registers the two blueprints."""
+import azure.functions as func
+
+from collect_timer import bp as collect_blueprint
+from query_http import bp as query_blueprint
+
+app = func.FunctionApp()
+app.register_functions(collect_blueprint)
+app.register_functions(query_blueprint)

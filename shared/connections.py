@@ -1,0 +1,27 @@
+"""Clients of the two Azure stores, built from settings (key or connection string locally, identity in Azure)."""
+from __future__ import annotations
+
+import warnings
+
+from .credentials import azure_credential
+from .settings import Settings
+
+
+def cosmos_client(settings: Settings):
+    from azure.cosmos import CosmosClient
+    from urllib3.exceptions import InsecureRequestWarning
+
+    # The local emulator serves a self-signed certificate; the SDK already skips verification for loopback
+    # endpoints and would warn on every request.
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    credential = settings.cosmos_key or azure_credential(settings)
+    return CosmosClient(settings.cosmos_endpoint, credential=credential,
+                        connection_timeout=30, retry_total=9, retry_backoff_max=30)
+
+
+def blob_service(settings: Settings):
+    from azure.storage.blob import BlobServiceClient
+
+    if settings.storage_connection_string:
+        return BlobServiceClient.from_connection_string(settings.storage_connection_string)
+    return BlobServiceClient(settings.storage_account_url, credential=azure_credential(settings))

@@ -1,0 +1,284 @@
+"""Every setting the app reads, its default, and its validation.
+
+The same names serve as Azure app settings, `local.settings.json` values and plain environment variables.
+Nothing else in the code reads `os.environ`: a newcomer finds every knob here, and a bad value stops the app
+at start-up with a message naming the setting instead of failing on the first request at 3 a.m.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass, fields
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+FEED_NAMES = ("pstn", "directRouting")
+CREDENTIAL_MODES = ("managed_identity", "client_secret", "certificate", "default", "static_token")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    default: str | None  # None: no default (required, or optional and unset)
+    meaning: str
+    secret: bool = False
+
+
+# The one list of settings. The example file, the README table and the infra contract test are checked
+# against it, so adding a setting here without documenting it fails the tests.
+SPECS: tuple[Spec, ...] = (
+    Spec("GRAPH_ENDPOINT", "https://graph.microsoft.com",
+         "Graph base URL: national clouds (https://graph.microsoft.us, https://dod-graph.microsoft.us) or a local simulator."),
+    Spec("GRAPH_API_VERSION", "v1.0", "Graph API version: v1.0 or beta (beta rows carry more fields)."),
+    Spec("GRAPH_CREDENTIAL", "managed_identity",
+         "How to get Graph tokens: managed_identity, client_secret, certificate, default (azure-identity's chain) or static_token (local simulators only)."),
+    Spec("GRAPH_TENANT_ID", None, "Entra tenant id; required for client_secret and certificate."),
+    Spec("GRAPH_CLIENT_ID", None,
+         "App (client) id for client_secret/certificate; for managed_identity, the user-assigned identity's client id (else AZURE_CLIENT_ID, else system-assigned)."),
+    Spec("GRAPH_CLIENT_SECRET", None, "Client secret, for GRAPH_CREDENTIAL=client_secret.", secret=True),
+    Spec("GRAPH_CERTIFICATE_PATH", None, "PEM or PFX certificate file, for GRAPH_CREDENTIAL=certificate."),
+    Spec("GRAPH_CERTIFICATE_PASSWORD", None, "Password of the certificate file, if it has one.", secret=True),
+    Spec("GRAPH_STATIC_TOKEN", None,
+         "Bearer token sent as is, for GRAPH_CREDENTIAL=static_token; refused unless GRAPH_ENDPOINT is a loopback address.",
+         secret=True),
+    Spec("GRAPH_MAX_REQUESTS_PER_SECOND", "3",
+         "Client-side cap on Graph requests per second, shared by all concurrent requests of a process."),
+    Spec("GRAPH_TIMEOUT_SECONDS", "60", "Timeout of each Graph request (connect and read)."),
+    Spec("GRAPH_MAX_RETRIES", "8", "Retries of one Graph request on 429, 503, 504 and dropped connections."),
+    Spec("AZURE_CLIENT_ID", None,
+         "Client id of the user-assigned managed identity used for Cosmos DB and Blob storage (unset: system-assigned or azure-identity's chain)."),
+    Spec("COSMOS_ENDPOINT", None, "Cosmos DB (NoSQL API) account endpoint, e.g. https://ACCOUNT.documents.azure.com:443/. Required."),
+    Spec("COSMOS_KEY", None, "Cosmos DB account key; unset means Entra ID (managed identity), the recommended way.",
+         secret=True),
+    Spec("COSMOS_DATABASE", "teamscalls", "Cosmos DB database name."),
+    Spec("COSMOS_PSTN_CONTAINER", "pstnCalls", "Container of PSTN call rows (partition key /day)."),
+    Spec("COSMOS_DIRECT_ROUTING_CONTAINER", "directRoutingCalls", "Container of Direct Routing call rows (partition key /day)."),
+    Spec("COSMOS_RUNS_CONTAINER", "runs", "Container of the run ledger and leases (partition key /pk)."),
+    Spec("COSMOS_SUMMARIES_CONTAINER", "dailyUsage", "Container of daily usage summaries (partition key /day)."),
+    Spec("STORAGE_CONNECTION_STRING", None,
+         "Blob storage connection string (local Azurite); set this or STORAGE_ACCOUNT_URL."),
+    Spec("STORAGE_ACCOUNT_URL", None,
+         "Blob service URL, e.g. https://ACCOUNT.blob.core.windows.net, reached with the managed identity."),
+    Spec("ARCHIVE_CONTAINER", "callrecords-raw", "Blob container of the raw Graph pages and run manifests."),
+    Spec("FEEDS", "pstn,directRouting", "Feeds to collect, comma separated: pstn, directRouting."),
+    Spec("TIME_ZONE", "UTC", "IANA time zone whose calendar day is 'a day' (e.g. Europe/Berlin)."),
+    Spec("COVERAGE_START", None, "First day (YYYY-MM-DD) that must be collected; unset: 30 days before the first run."),
+    Spec("RESCAN_DAYS", "3", "Recent days collected again on every run, to pick up rows Graph publishes late."),
+    Spec("TIME_BUDGET_SECONDS", "1500", "Wall time one timer run may spend before it leaves the rest to the next run."),
+    Spec("SUBWINDOWS", "1", "Concurrent sub-windows a day is fetched in (1 = whole day)."),
+    Spec("UPSERT_CONCURRENCY", "8", "Concurrent Cosmos writes (each a batch of up to 100 rows of one day)."),
+    Spec("COLLECT_SCHEDULE", "0 30 3 * * *", "NCRONTAB schedule of the collector (UTC): daily at 03:30 by default."),
+)
+SPEC_BY_NAME = {s.name: s for s in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    graph_endpoint: str
+    graph_api_version: str
+    graph_credential: str
+    graph_tenant_id: str | None
+    graph_client_id: str | None
+    graph_client_secret: str | None
+    graph_certificate_path: str | None
+    graph_certificate_password: str | None
+    graph_static_token: str | None
+    graph_max_requests_per_second: float
+    graph_timeout_seconds: float
+    graph_max_retries: int
+    azure_client_id: str | None
+    cosmos_endpoint: str
+    cosmos_key: str | None
+    cosmos_database: str
+    cosmos_pstn_container: str
+    cosmos_direct_routing_container: str
+    cosmos_runs_container: str
+    cosmos_summaries_container: str
+    storage_connection_string: str | None
+    storage_account_url: str | None
+    archive_container: str
+    feeds: tuple[str, ...]
+    time_zone: str
+    coverage_start: dt.date | None
+    rescan_days: int
+    time_budget_seconds: float
+    subwindows: int
+    upsert_concurrency: int
+    collect_schedule: str
+
+    def masked(self) -> dict[str, object]:
+        """The settings in force, secrets replaced, safe to log or show on a status page."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            spec = SPEC_BY_NAME[f.name.upper()]
+            value = getattr(self, f.name)
+            if spec.secret and value:
+                value = "***"
+            elif isinstance(value, dt.date):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[spec.name] = value
+        return out
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
+    if parts.scheme == "http" and not _is_loopback(value):
+        raise SettingsError(f"{name} must use https unless it points at a loopback address, got {value!r}")
+    return value.rstrip("/")
+
+
+def _number(name: str, value: str, kind: Callable[[str], float | int], low: float, high: float):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a {kind.__name__} between {low} and {high}, got {value!r}") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value!r}")
+    return number
+
+
+def _cron(name: str, value: str) -> str:
+    # NCRONTAB: six fields (seconds first); a %SETTING% expression is resolved by the host, so only shape is checked.
+    if len(value.split()) != 6:
+        raise SettingsError(f"{name} must be an NCRONTAB expression with six fields "
+                            f"(second minute hour day month weekday), got {value!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+    def raw(name: str) -> str | None:
+        value = env.get(name)
+        if value is None or value.strip() == "":
+            return SPEC_BY_NAME[name].default
+        return value.strip()
+
+    def required(name: str, why: str = "") -> str:
+        value = raw(name)
+        if value is None:
+            raise SettingsError(f"{name} is required{why}")
+        return value
+
+    graph_endpoint = _http_url("GRAPH_ENDPOINT", required("GRAPH_ENDPOINT"))
+    version = required("GRAPH_API_VERSION")
+    if version not in ("v1.0", "beta"):
+        raise SettingsError(f"GRAPH_API_VERSION must be v1.0 or beta, got {version!r}")
+
+    credential = required("GRAPH_CREDENTIAL")
+    if credential not in CREDENTIAL_MODES:
+        raise SettingsError(f"GRAPH_CREDENTIAL must be one of {', '.join(CREDENTIAL_MODES)}, got {credential!r}")
+    if credential in ("client_secret", "certificate"):
+        required("GRAPH_TENANT_ID", f" when GRAPH_CREDENTIAL={credential}")
+        required("GRAPH_CLIENT_ID", f" when GRAPH_CREDENTIAL={credential}")
+    if credential == "client_secret":
+        required("GRAPH_CLIENT_SECRET", " when GRAPH_CREDENTIAL=client_secret")
+    if credential == "certificate":
+        path = required("GRAPH_CERTIFICATE_PATH", " when GRAPH_CREDENTIAL=certificate")
+        if not os.path.isfile(path):
+            raise SettingsError(f"GRAPH_CERTIFICATE_PATH does not name a readable file: {path!r}")
+    if credential == "static_token":
+        required("GRAPH_STATIC_TOKEN", " when GRAPH_CREDENTIAL=static_token")
+        if not _is_loopback(graph_endpoint):
+            raise SettingsError("GRAPH_CREDENTIAL=static_token is for local simulators only: GRAPH_ENDPOINT must be "
+                                f"a loopback address, got {graph_endpoint!r}")
+
+    cosmos_endpoint = _http_url("COSMOS_ENDPOINT", required("COSMOS_ENDPOINT"))
+
+    conn, account_url = raw("STORAGE_CONNECTION_STRING"), raw("STORAGE_ACCOUNT_URL")
+    if not conn and not account_url:
+        raise SettingsError("Set STORAGE_CONNECTION_STRING or STORAGE_ACCOUNT_URL (Blob storage for the raw archive)")
+    if conn and account_url:
+        raise SettingsError("Set only one of STORAGE_CONNECTION_STRING and STORAGE_ACCOUNT_URL")
+    if account_url:
+        account_url = _http_url("STORAGE_ACCOUNT_URL", account_url)
+    if conn and "=" not in conn:
+        raise SettingsError("STORAGE_CONNECTION_STRING does not look like a connection string (Key=Value;...)")
+
+    feeds = tuple(f.strip() for f in required("FEEDS").split(",") if f.strip())
+    bad = [f for f in feeds if f not in FEED_NAMES]
+    if bad or not feeds:
+        raise SettingsError(f"FEEDS must list one or more of {', '.join(FEED_NAMES)}, got {raw('FEEDS')!r}")
+
+    time_zone = required("TIME_ZONE")
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"TIME_ZONE must be an IANA time zone name such as Europe/Berlin, got {time_zone!r}") from None
+
+    coverage_start = raw("COVERAGE_START")
+    try:
+        coverage_date = dt.date.fromisoformat(coverage_start) if coverage_start else None
+    except ValueError:
+        raise SettingsError(f"COVERAGE_START must be a date YYYY-MM-DD, got {coverage_start!r}") from None
+
+    for name in ("COSMOS_DATABASE", "COSMOS_PSTN_CONTAINER", "COSMOS_DIRECT_ROUTING_CONTAINER",
+                 "COSMOS_RUNS_CONTAINER", "COSMOS_SUMMARIES_CONTAINER", "ARCHIVE_CONTAINER"):
+        value = required(name)
+        if any(c in value for c in "/\\#? "):
+            raise SettingsError(f"{name} must not contain '/', '\\', '#', '?' or spaces, got {value!r}")
+
+    return Settings(
+        graph_endpoint=graph_endpoint,
+        graph_api_version=version,
+        graph_credential=credential,
+        graph_tenant_id=raw("GRAPH_TENANT_ID"),
+        graph_client_id=raw("GRAPH_CLIENT_ID"),
+        graph_client_secret=raw("GRAPH_CLIENT_SECRET"),
+        graph_certificate_path=raw("GRAPH_CERTIFICATE_PATH"),
+        graph_certificate_password=raw("GRAPH_CERTIFICATE_PASSWORD"),
+        graph_static_token=raw("GRAPH_STATIC_TOKEN"),
+        graph_max_requests_per_second=_number("GRAPH_MAX_REQUESTS_PER_SECOND",
+                                              required("GRAPH_MAX_REQUESTS_PER_SECOND"), float, 0.01, 1000),
+        graph_timeout_seconds=_number("GRAPH_TIMEOUT_SECONDS", required("GRAPH_TIMEOUT_SECONDS"), float, 1, 600),
+        graph_max_retries=_number("GRAPH_MAX_RETRIES", required("GRAPH_MAX_RETRIES"), int, 0, 50),
+        azure_client_id=raw("AZURE_CLIENT_ID"),
+        cosmos_endpoint=cosmos_endpoint,
+        cosmos_key=raw("COSMOS_KEY"),
+        cosmos_database=required("COSMOS_DATABASE"),
+        cosmos_pstn_container=required("COSMOS_PSTN_CONTAINER"),
+        cosmos_direct_routing_container=required("COSMOS_DIRECT_ROUTING_CONTAINER"),
+        cosmos_runs_container=required("COSMOS_RUNS_CONTAINER"),
+        cosmos_summaries_container=required("COSMOS_SUMMARIES_CONTAINER"),
+        storage_connection_string=conn,
+        storage_account_url=account_url,
+        archive_container=_container_name("ARCHIVE_CONTAINER", required("ARCHIVE_CONTAINER")),
+        feeds=feeds,
+        time_zone=time_zone,
+        coverage_start=coverage_date,
+        rescan_days=_number("RESCAN_DAYS", required("RESCAN_DAYS"), int, 0, 90),
+        time_budget_seconds=_number("TIME_BUDGET_SECONDS", required("TIME_BUDGET_SECONDS"), float, 10, 86400),
+        subwindows=_number("SUBWINDOWS", required("SUBWINDOWS"), int, 1, 24),
+        upsert_concurrency=_number("UPSERT_CONCURRENCY", required("UPSERT_CONCURRENCY"), int, 1, 64),
+        collect_schedule=_cron("COLLECT_SCHEDULE", required("COLLECT_SCHEDULE")),
+    )
+
+
+def _container_name(name: str, value: str) -> str:
+    # Blob container names: 3-63 lowercase letters, digits and single hyphens; Azure rejects anything else later
+    # with a less helpful message.
+    ok = (3 <= len(value) <= 63 and value[0].isalnum() and value[-1].isalnum() and "--" not in value
+          and all(c.islower() or c.isdigit() or c == "-" for c in value))
+    if not ok:
+        raise SettingsError(f"{name} must be 3-63 lowercase letters, digits or single hyphens, got {value!r}")
+    return value

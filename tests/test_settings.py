@@ -1,0 +1,98 @@
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.settings import SPECS, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = {"COSMOS_ENDPOINT": "https://acct.documents.azure.com:443/",
+           "STORAGE_ACCOUNT_URL": "https://acct.blob.core.windows.net"}
+
+
+def test_defaults_apply_with_only_the_required_settings():
+    s = load_settings(MINIMAL)
+    assert s.graph_endpoint == "https://graph.microsoft.com"
+    assert s.graph_api_version == "v1.0"
+    assert s.graph_credential == "managed_identity"
+    assert s.feeds == ("pstn", "directRouting")
+    assert s.time_zone == "UTC" and s.rescan_days == 3 and s.coverage_start is None
+    assert s.cosmos_key is None and s.storage_connection_string is None
+
+
+def test_typed_values_are_parsed():
+    s = load_settings({**MINIMAL, "GRAPH_API_VERSION": "beta", "COVERAGE_START": "2026-01-02", "FEEDS": "pstn",
+                       "GRAPH_MAX_REQUESTS_PER_SECOND": "2.5", "TIME_ZONE": "Europe/Berlin", "SUBWINDOWS": "4"})
+    assert s.graph_api_version == "beta" and s.coverage_start == dt.date(2026, 1, 2)
+    assert s.feeds == ("pstn",) and s.graph_max_requests_per_second == 2.5 and s.subwindows == 4
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"COSMOS_ENDPOINT": ""}, "COSMOS_ENDPOINT"),
+    ({"COSMOS_ENDPOINT": "not a url"}, "COSMOS_ENDPOINT"),
+    ({"STORAGE_ACCOUNT_URL": ""}, "STORAGE_ACCOUNT_URL"),
+    ({"STORAGE_CONNECTION_STRING": "UseDevelopmentStorage"}, "STORAGE_CONNECTION_STRING"),
+    ({"GRAPH_ENDPOINT": "ftp://graph"}, "GRAPH_ENDPOINT"),
+    ({"GRAPH_ENDPOINT": "http://graph.microsoft.com"}, "GRAPH_ENDPOINT"),
+    ({"GRAPH_API_VERSION": "v2"}, "GRAPH_API_VERSION"),
+    ({"GRAPH_CREDENTIAL": "password"}, "GRAPH_CREDENTIAL"),
+    ({"GRAPH_CREDENTIAL": "client_secret", "GRAPH_TENANT_ID": "t", "GRAPH_CLIENT_ID": "c"}, "GRAPH_CLIENT_SECRET"),
+    ({"GRAPH_CREDENTIAL": "client_secret", "GRAPH_CLIENT_ID": "c", "GRAPH_CLIENT_SECRET": "s"}, "GRAPH_TENANT_ID"),
+    ({"GRAPH_CREDENTIAL": "certificate", "GRAPH_TENANT_ID": "t", "GRAPH_CLIENT_ID": "c",
+      "GRAPH_CERTIFICATE_PATH": "/nonexistent.pem"}, "GRAPH_CERTIFICATE_PATH"),
+    ({"GRAPH_CREDENTIAL": "static_token", "GRAPH_STATIC_TOKEN": "x"}, "GRAPH_ENDPOINT"),
+    ({"GRAPH_CREDENTIAL": "static_token", "GRAPH_ENDPOINT": "http://127.0.0.1:8765"}, "GRAPH_STATIC_TOKEN"),
+    ({"GRAPH_MAX_REQUESTS_PER_SECOND": "fast"}, "GRAPH_MAX_REQUESTS_PER_SECOND"),
+    ({"GRAPH_MAX_REQUESTS_PER_SECOND": "0"}, "GRAPH_MAX_REQUESTS_PER_SECOND"),
+    ({"GRAPH_TIMEOUT_SECONDS": "-1"}, "GRAPH_TIMEOUT_SECONDS"),
+    ({"FEEDS": "pstn,sms"}, "FEEDS"),
+    ({"FEEDS": ","}, "FEEDS"),
+    ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
+    ({"COVERAGE_START": "2026-13-01"}, "COVERAGE_START"),
+    ({"RESCAN_DAYS": "1.5"}, "RESCAN_DAYS"),
+    ({"SUBWINDOWS": "0"}, "SUBWINDOWS"),
+    ({"UPSERT_CONCURRENCY": "1000"}, "UPSERT_CONCURRENCY"),
+    ({"ARCHIVE_CONTAINER": "Raw_Pages"}, "ARCHIVE_CONTAINER"),
+    ({"COSMOS_PSTN_CONTAINER": "a/b"}, "COSMOS_PSTN_CONTAINER"),
+    ({"COLLECT_SCHEDULE": "every day"}, "COLLECT_SCHEDULE"),
+])
+def test_a_bad_setting_is_refused_with_its_name(env, named):
+    with pytest.raises(SettingsError) as err:
+        load_settings({**MINIMAL, **env})
+    assert named in str(err.value)
+
+
+def test_both_storage_settings_at_once_is_refused():
+    with pytest.raises(SettingsError, match="STORAGE_CONNECTION_STRING"):
+        load_settings({**MINIMAL, "STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=b"})
+
+
+def test_static_token_is_accepted_for_a_loopback_simulator():
+    s = load_settings({**MINIMAL, "GRAPH_CREDENTIAL": "static_token", "GRAPH_STATIC_TOKEN": "t",
+                       "GRAPH_ENDPOINT": "http://localhost:8765/"})
+    assert s.graph_endpoint == "http://localhost:8765"
+
+
+def test_masked_view_hides_every_secret():
+    s = load_settings({**MINIMAL, "COSMOS_KEY": "cosmos-secret", "GRAPH_CREDENTIAL": "client_secret",
+                       "GRAPH_TENANT_ID": "t", "GRAPH_CLIENT_ID": "c", "GRAPH_CLIENT_SECRET": "graph-secret"})
+    shown = json.dumps(s.masked())
+    assert "cosmos-secret" not in shown and "graph-secret" not in shown
+    assert s.masked()["COSMOS_KEY"] == "***" and s.masked()["GRAPH_TENANT_ID"] == "t"
+
+
+def test_every_setting_is_in_the_example_file_with_its_default_and_meaning():
+    example = json.loads((ROOT / "local.settings.json.example").read_text())
+    values, meanings = example["Values"], example["Meanings"]
+    for spec in SPECS:
+        assert spec.name in values, f"{spec.name} missing from local.settings.json.example"
+        default = spec.default if spec.default is not None else "unset"
+        assert meanings.get(spec.name, "").startswith(f"[default: {default}] "), spec.name
+        assert len(meanings[spec.name]) > len(default) + 20, f"{spec.name} has no meaning in the example file"
+
+
+def test_every_setting_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [spec.name for spec in SPECS if f"`{spec.name}`" not in readme]
+    assert not missing, f"settings not documented in README.md: {missing}"
