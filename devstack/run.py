@@ -4,28 +4,14 @@ Ctrl-C stops the HTTP server and every process the stack started.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 from .stack import ROOT, Stack, StackError
 
 PORT = 7071
-
-
-def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
-    """Apply local.settings.json "Values" like `func start` does: environment variables already set win."""
-    if not path.exists():
-        return
-    try:
-        values = json.loads(path.read_text()).get("Values", {})
-    except (OSError, ValueError) as exc:
-        sys.exit(f"local.settings.json is not valid JSON: {exc}")
-    for key, value in values.items():
-        os.environ.setdefault(key, str(value))
 
 
 def localhost_keys():
@@ -39,7 +25,13 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("localhost").setLevel(logging.WARNING)
-    load_local_settings()
+    from shared.settings import SettingsError, apply_local_settings_file
+
+    try:
+        apply_local_settings_file(str(ROOT / "local.settings.json"))
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     started = time.monotonic()
     stack = Stack()
     try:
@@ -50,7 +42,7 @@ def main() -> int:
     try:
         os.environ.update(stack.app_env())
         from shared.schema import ensure_stores
-        from shared.settings import SettingsError, load_settings
+        from shared.settings import load_settings
 
         try:
             settings = load_settings()

@@ -151,8 +151,7 @@ class Stack:
         cosmos = ["node", str(ROOT / "devstack" / "cosmos_server.js"), "--host", "127.0.0.1",
                   "--port", str(self.ports["cosmos"]), "--delay-ms", str(self.cosmos_delay_ms)]
         blob = [str(NODE_BIN / "azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(self.ports["blob"]),
-                "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose",
-                "--location", str(self.state_dir / "azurite")]
+                "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose"]
         graph = [sys.executable, "-m", "devstack.graphsim", "--host", "127.0.0.1",
                  "--port", str(self.ports["graph"]), "--token", SIMULATOR_TOKEN, *self.graph_args]
         return [Service("azurite", blob, self.ports["blob"], logs / "azurite.log"),

@@ -165,6 +165,22 @@ def _cron(name: str, value: str) -> str:
     return value
 
 
+def apply_local_settings_file(path: str = "local.settings.json") -> None:
+    """Copy a local.settings.json file's "Values" into the environment, as `func start` does: variables already
+    set win. Only for running outside Azure (make run, the command line)."""
+    import json
+
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            values = json.load(file).get("Values", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SettingsError(f"{path} is not a valid local.settings.json file: {exc}") from None
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
