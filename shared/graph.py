@@ -1,0 +1,432 @@
+"""The Microsoft Graph client of the collector: call-log pages of one window, fetched politely and checked.
+
+Plain `requests`, not the Graph SDK: the SDK formats the window's datetimes wrongly (400 BadRequest, see
+msgraph-sdk-python #285 and #1234), and the collector needs each page's exact bytes for the raw archive.
+
+    client = GraphClient(settings)
+    for page in client.pages("getPstnCalls", start, end):   # one request per page, lazily
+        archive(page.body); store(page.rows)
+    client.stats                                            # GraphStats of the run so far
+
+Helpers with one job each: ratelimit.RateLimiter (the shared request rate), graph_retry (Retry-After and
+backoff), graph_paging (page checks and nextLinks), graph_stats (counters), graph_errors (exceptions).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .graph_errors import (GraphAuthError, GraphError, GraphPageError, GraphPagingLoopError,
+                           GraphPermissionError, GraphRequestError, GraphRetriesExhaustedError, GraphWindowError)
+from .graph_paging import NextLinkPaginator, parse_page
+from .graph_retry import RETRYABLE_EXCEPTIONS, RETRYABLE_STATUSES, Backoff, parse_retry_after
+from .graph_stats import GraphCounters, GraphStats
+from .ratelimit import RateLimiter
+from .settings import Settings
+
+__all__ = [
+    "GraphClient", "Page", "PageIterator", "GraphStats", "GraphCounters", "FEED_FUNCTIONS", "MAX_WINDOW",
+    "format_datetime", "check_window", "build_function_url",
+    "GraphError", "GraphWindowError", "GraphRequestError", "GraphPermissionError", "GraphAuthError",
+    "GraphRetriesExhaustedError", "GraphPageError", "GraphPagingLoopError",
+]
+
+log = logging.getLogger(__name__)
+
+FEED_FUNCTIONS = {"pstn": "getPstnCalls", "directRouting": "getDirectRoutingCalls"}
+MAX_WINDOW = timedelta(days=90)
+
+# Application permissions that allow the call-log functions, with their app role ids on Microsoft Graph.
+PERMISSION = ("CallRecords.Read.All", "45bbb07e-7321-4fd7-a8f6-3ff27e6a81c8")
+NARROW_PERMISSION = ("CallRecord-PstnCalls.Read.All", "a2611786-80b3-417e-adaa-707d4261a5f0")
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+
+_FUNCTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# --- URL -----------------------------------------------------------------------------------------------
+
+def format_datetime(value: datetime) -> str:
+    """An Edm.DateTimeOffset literal in UTC: 2024-05-01T00:00:00Z, with a fraction only when there is one."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise GraphWindowError(f"datetime {value.isoformat()} has no time zone; Graph windows are absolute instants")
+    v = value.astimezone(timezone.utc)
+    text = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+    if v.microsecond:
+        text += f".{v.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The window in UTC, or GraphWindowError: it must run forwards and span at most 90 days."""
+    for name, value in (("start", start), ("end", end)):
+        if not isinstance(value, datetime):
+            raise GraphWindowError(f"window {name} must be a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise GraphWindowError(f"window {name} {value.isoformat()} has no time zone; "
+                                   "pass an aware datetime (e.g. tzinfo=timezone.utc)")
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    if end <= start:
+        raise GraphWindowError(f"window end {format_datetime(end)} is not after its start {format_datetime(start)}")
+    if end - start > MAX_WINDOW:
+        raise GraphWindowError(f"window {format_datetime(start)} .. {format_datetime(end)} spans {end - start}; "
+                               f"Graph serves at most {MAX_WINDOW.days} days per request: split it")
+    return start, end
+
+
+def build_function_url(endpoint: str, version: str, function: str, start: datetime, end: datetime) -> str:
+    if not _FUNCTION_NAME.fullmatch(function or ""):
+        raise ValueError(f"not a Graph function name: {function!r}")
+    start, end = check_window(start, end)
+    return (f"{endpoint.rstrip('/')}/{version}/communications/callRecords/{function}"
+            f"(fromDateTime={format_datetime(start)},toDateTime={format_datetime(end)})")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+# --- pages ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page:
+    number: int                 # 1-based within the window
+    url: str                    # the URL fetched: the function URL, then nextLinks verbatim
+    body: bytes                 # exactly the bytes Graph sent (decompressed), for the raw archive
+    rows: list[dict]
+    next_link: str | None       # None on the last page
+
+
+class PageIterator(Iterator[Page]):
+    """The pages of one window, fetched one request per `next()`. `stats` counts this window's traffic only
+    (it also counts in the client's `stats`)."""
+
+    def __init__(self, client: "GraphClient", function: str, start: datetime, end: datetime, url: str):
+        self.function = function
+        self.start = start
+        self.end = end
+        self.url = url
+        self._client = client
+        self._paginator = NextLinkPaginator(url)
+        self._counters = GraphCounters(client._counters)
+        self._closed = False
+
+    def __iter__(self) -> "PageIterator":
+        return self
+
+    def __next__(self) -> Page:
+        if self._closed or self._paginator.finished:
+            raise StopIteration
+        url = self._paginator.current_value
+        try:
+            body = self._client._fetch(url, self._counters)
+            document, rows = parse_page(url, body)
+            self._paginator.advance(document)
+            next_link = self._paginator.current_value
+            if next_link is not None:
+                self._client._check_next_link(url, next_link)
+        except GraphError as exc:
+            # Like a generator that raised: the window is over, and its failure is logged here, once.
+            self._closed = True
+            log.error("Graph %s %s..%s failed: %s", self.function, format_datetime(self.start),
+                      format_datetime(self.end), exc)
+            raise
+        except BaseException:
+            self._closed = True
+            raise
+        self._counters.add(pages=1, rows=len(rows), bytes_received=len(body))
+        log.debug("Graph page %d of %s: %d rows, %d bytes, more: %s", self._paginator.count, self.function,
+                  len(rows), len(body), next_link is not None)
+        return Page(number=self._paginator.count, url=url, body=body, rows=rows, next_link=next_link)
+
+    @property
+    def stats(self) -> GraphCounters:
+        return self._counters
+
+    def close(self) -> None:
+        self._closed = True
+
+
+# --- client --------------------------------------------------------------------------------------------
+
+class GraphClient:
+    """Fetches call-log pages from Graph. Thread-safe: one client serves every concurrent window of a run.
+
+    All requests of the client share one request-rate limit, one token cache and one connection pool.
+    `sleep` and `clock` are injectable so tests need not wait; `wall_clock` (epoch seconds) is used for token
+    expiry and Retry-After dates.
+    """
+
+    def __init__(self, settings: Settings, credential=None, session: requests.Session | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time, limiter: RateLimiter | None = None,
+                 backoff: Backoff | None = None, rate_burst: int = 2, pool_size: int | None = None,
+                 max_retry_after: float = 300.0, token_refresh_margin: float = 300.0):
+        if credential is None:
+            from .credentials import graph_credential
+            credential = graph_credential(settings)
+        self.settings = settings
+        self.scope = f"{settings.graph_endpoint.rstrip('/')}/.default"
+        self._credential = credential
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        # The limiter sleeps through self._sleep at call time, so a sleep swapped in later applies to it too.
+        self._limiter = limiter or RateLimiter(settings.graph_max_requests_per_second, rate_burst,
+                                               clock=clock, sleep=lambda seconds: self._sleep(seconds))
+        self._backoff = backoff or Backoff(base=1.0, cap=60.0)
+        self._timeout = (float(settings.graph_timeout_seconds), float(settings.graph_timeout_seconds))
+        self._max_retries = int(settings.graph_max_retries)
+        # Beyond this a Retry-After is not slept through but reported: a run has a time budget to keep.
+        self._max_retry_after = max_retry_after
+        self._refresh_margin = token_refresh_margin
+        self._origin = _origin(settings.graph_endpoint)
+        self._counters = GraphCounters()
+        self._token_lock = threading.Lock()
+        self._access_token = None  # azure.core AccessToken
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # One pooled connection per concurrent window; retries are ours, so urllib3 must not add its own.
+            size = pool_size or max(10, settings.subwindows * len(settings.feeds))
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=size, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
+
+    # --- public ---------------------------------------------------------------------------------------
+    def function_url(self, function: str, start: datetime, end: datetime) -> str:
+        return build_function_url(self.settings.graph_endpoint, self.settings.graph_api_version, function,
+                                  start, end)
+
+    def pages(self, function: str, start: datetime, end: datetime) -> PageIterator:
+        """The pages of `function` over [start, end]. The window is checked now, before any request."""
+        url = self.function_url(function, start, end)
+        start, end = check_window(start, end)
+        return PageIterator(self, function, start, end, url)
+
+    @property
+    def stats(self) -> GraphCounters:
+        """Live counters of the run (every window of this client): `.snapshot()`, `.reset()`, `.retries`, ..."""
+        return self._counters
+
+    def reset_stats(self) -> GraphStats:
+        """Zero the run counters and return what they held."""
+        return self._counters.reset()
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> "GraphClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- tokens ---------------------------------------------------------------------------------------
+    def _token(self) -> str:
+        with self._token_lock:
+            cached = self._access_token
+            if cached is None or cached.expires_on - self._wall_clock() <= self._refresh_margin:
+                self._access_token = self._get_token()
+            return self._access_token.token
+
+    def _refresh_after_401(self, rejected: str) -> bool:
+        """Fetch a new token unless another thread already replaced the rejected one. True if fetched."""
+        with self._token_lock:
+            if self._access_token is not None and self._access_token.token != rejected:
+                return False
+            self._access_token = self._get_token()
+            return True
+
+    def _get_token(self):
+        try:
+            token = self._credential.get_token(self.scope)
+        except Exception as exc:
+            raise GraphAuthError(f"Could not get a Microsoft Graph token for scope {self.scope} with "
+                                 f"{type(self._credential).__name__}: {type(exc).__name__}: {exc}") from exc
+        if not getattr(token, "token", None):
+            raise GraphAuthError(f"{type(self._credential).__name__} returned an empty token for {self.scope}")
+        return token
+
+    # --- requests -------------------------------------------------------------------------------------
+    def _send(self, url: str, token: str) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                   "client-request-id": str(uuid.uuid4())}
+        prepared = self._session.prepare_request(requests.Request("GET", url, headers=headers))
+        # requests re-quotes URLs (it decodes %41 to A, for one); a nextLink is opaque and goes out as received.
+        prepared.url = url
+        env = self._session.merge_environment_settings(url, {}, False, None, None)
+        return self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **env)
+
+    def _fetch(self, url: str, counters: GraphCounters) -> bytes:
+        """The body of a 200 answer to GET url, after whatever retries the budget allows."""
+        retries = 0
+        refreshed = False
+        while True:
+            waited = self._limiter.acquire()
+            if waited > 0:
+                counters.add(rate_limit_wait_seconds=waited)
+            token = self._token()
+            counters.add(requests=1)
+            retry_after = None
+            try:
+                response = self._send(url, token)
+            except RETRYABLE_EXCEPTIONS as exc:
+                last_status, reason = None, _describe_exception(exc, self._timeout[1])
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return response.content
+                if status == 401 and not refreshed:
+                    # Tokens can be revoked or rotated before their expiry: one fresh token, one more try.
+                    refreshed = True
+                    if self._refresh_after_401(token):
+                        counters.add(token_refreshes=1)
+                    log.warning("Graph answered 401 for %s; retrying once with a new token", url)
+                    continue
+                if status == 401:
+                    raise self._request_error(GraphAuthError, response, url, token,
+                                              "A freshly fetched token was rejected too: check the credential's "
+                                              "tenant and that GRAPH_ENDPOINT matches the token's audience")
+                if status == 403:
+                    raise self._request_error(GraphPermissionError, response, url, token, self._permission_help())
+                if status not in RETRYABLE_STATUSES:
+                    raise self._request_error(GraphRequestError, response, url, token, _status_hint(status))
+                if status == 429:
+                    counters.add(responses_429=1)
+                last_status = status
+                reason = f"HTTP {status}{_error_suffix(response, token)}"
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._wall_clock())
+            if retries >= self._max_retries:
+                raise GraphRetriesExhaustedError(
+                    f"Graph request failed after {retries + 1} attempts ({retries} retries, the GRAPH_MAX_RETRIES "
+                    f"budget); last: {reason}; url: {url}", url=url, attempts=retries + 1,
+                    last_status=last_status, last_error=reason)
+            if retry_after is not None and retry_after > self._max_retry_after:
+                raise GraphRetriesExhaustedError(
+                    f"Graph asked to wait {retry_after:.0f} s (Retry-After) after {reason}, longer than the "
+                    f"{self._max_retry_after:.0f} s this client waits; url: {url}", url=url,
+                    attempts=retries + 1, last_status=last_status, last_error=reason)
+            if retry_after is not None:
+                # Throttling is per app and tenant: the other threads of this client would only collect 429s
+                # (and lengthen the penalty) if they kept sending while this one waits.
+                self._limiter.hold(retry_after)
+                wait = retry_after
+            else:
+                wait = self._backoff.delay(retries)
+            retries += 1
+            log.warning("Graph %s for %s; retry %d of %d in %.2f s%s", reason, url, retries, self._max_retries,
+                        wait, " (Retry-After)" if retry_after is not None else " (backoff)")
+            counters.add(retries=1, throttle_wait_seconds=wait)
+            if wait > 0:
+                self._sleep(wait)
+
+    def _check_next_link(self, url: str, next_link: str) -> None:
+        # The bearer token goes with every request: a nextLink to another host would hand it to that host.
+        if _origin(next_link) != self._origin:
+            raise GraphPageError(f"Graph page points its nextLink at another origin than GRAPH_ENDPOINT "
+                                 f"({self.settings.graph_endpoint}); not following it with our token; "
+                                 f"nextLink: {next_link}; page url: {url}", url=url)
+
+    def _permission_help(self) -> str:
+        endpoint = self.settings.graph_endpoint.rstrip("/")
+        return (f"The app identity lacks the Microsoft Graph application permission {PERMISSION[0]} "
+                f"(app role {PERMISSION[1]}) or the narrower {NARROW_PERMISSION[0]} (app role {NARROW_PERMISSION[1]}); "
+                f"delegated permissions do not work here. For a managed identity the portal cannot grant it: "
+                f"POST {endpoint}/v1.0/servicePrincipals/{{managed-identity-sp-id}}/appRoleAssignments with body "
+                f"{{\"principalId\": \"<managed-identity-sp-id>\", \"resourceId\": \"<id of the Microsoft Graph "
+                f"service principal, appId {GRAPH_APP_ID}>\", \"appRoleId\": \"{PERMISSION[1]}\"}}, as a caller "
+                f"holding AppRoleAssignment.ReadWrite.All (e.g. az rest or Microsoft Graph PowerShell "
+                f"New-MgServicePrincipalAppRoleAssignment). Managed-identity tokens are cached up to 24 h, so a new "
+                f"grant can take hours to take effect")
+
+    def _request_error(self, cls: type[GraphRequestError], response: requests.Response, url: str, token: str,
+                       hint: str) -> GraphRequestError:
+        code, message, request_id = _graph_error(response)
+        said = f"{code or 'no code'}: {message or 'no message'}"
+        rid = f" (request-id {request_id})" if request_id else ""
+        text = f"Graph answered {response.status_code} {response.reason or ''}".rstrip()
+        text += f" for {url}: {said}{rid}"
+        if hint:
+            text += f". {hint}"
+        text = _redact(text, token)
+        return cls(text, url=url, status=response.status_code, code=_redact(code, token),
+                   graph_message=_redact(message, token), request_id=request_id)
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+def _graph_error(response: requests.Response) -> tuple[str | None, str | None, str | None]:
+    """(code, message, request-id) from Graph's error body {"error": {"code", "message", "innerError"}}."""
+    request_id = response.headers.get("request-id") or response.headers.get("client-request-id")
+    try:
+        document: Any = json.loads(response.content or b"null")
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        error = document["error"]
+        inner = error.get("innerError") or error.get("innererror") or {}
+        if isinstance(inner, dict):
+            request_id = inner.get("request-id") or request_id
+        code, message = error.get("code"), error.get("message")
+        return (str(code) if code is not None else None, str(message) if message is not None else None,
+                request_id)
+    text = " ".join((response.content or b"").decode("utf-8", "replace").split())
+    return None, (text[:200] or None), request_id
+
+
+def _error_suffix(response: requests.Response, token: str) -> str:
+    code, message, _ = _graph_error(response)
+    if not code and not message:
+        return ""
+    return _redact(f" ({code or ''}{': ' if code and message else ''}{message or ''})", token)
+
+
+def _redact(text: str | None, token: str) -> str | None:
+    # Graph never echoes the token, but an error body from a proxy might; it must not reach a log line.
+    # (Real tokens are long JWTs; a few-letter test token would only mangle ordinary words.)
+    if text and token and len(token) >= 8 and token in text:
+        return text.replace(token, "***")
+    return text
+
+
+def _describe_exception(exc: Exception, read_timeout: float) -> str:
+    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+        return f"{type(exc).__name__} (no answer within the {read_timeout:g} s GRAPH_TIMEOUT_SECONDS)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return f"{type(exc).__name__} (connection dropped while reading the answer)"
+    return f"{type(exc).__name__} ({_first_line(exc)})"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:200]
+
+
+def _status_hint(status: int) -> str:
+    if status in (400, 406):
+        return ("Check the window (Graph takes at most 90 days and ISO-8601 UTC bounds) and GRAPH_API_VERSION; "
+                "this is a configuration error, not a transient one")
+    if status == 404:
+        return ("The function was not found: check GRAPH_ENDPOINT and GRAPH_API_VERSION (getSmsLog is beta only; "
+                "the China cloud has no call-log functions)")
+    return ""
