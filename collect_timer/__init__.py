@@ -1,4 +1,4 @@
-"""Timer blueprint: the daily collection. A thin adapter over shared/."""
+"""Timer blueprint: the daily collection. A thin adapter over shared.collector."""
 import logging
 
 import azure.functions as func
@@ -6,9 +6,18 @@ import azure.functions as func
 bp = func.Blueprint()
 
 
+class CollectionFailed(RuntimeError):
+    """Raised after every day was attempted, so the invocation shows as failed and the alert fires."""
+
+
 @bp.timer_trigger(arg_name="timer", schedule="%COLLECT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def collect(timer: func.TimerRequest) -> None:
+    from shared.cli import summary
+    from shared.collector import run_scheduled
     from shared.settings import load_settings
 
-    settings = load_settings()
-    logging.info("collect: timer fired (past_due=%s); feeds %s", timer.past_due, ",".join(settings.feeds))
+    report = run_scheduled(load_settings())
+    logging.info(summary(report))
+    if report.failed:
+        days = ", ".join(f"{o.feed} {o.day}" for o in report.failed)
+        raise CollectionFailed(f"{len(report.failed)} day(s) failed and will be retried next run: {days}")

@@ -194,7 +194,10 @@ def make_server(app: func.FunctionApp, host: str = "127.0.0.1", port: int = 7071
 
 def run_timer(function: Callable, past_due: bool = False):
     """Invoke a timer function the way the host does."""
-    return function(func.TimerRequest(past_due=past_due))
+    # func.TimerRequest is the abstract type the function is annotated with; the host passes this concrete one.
+    from azure.functions.timer import TimerRequest
+
+    return function(TimerRequest(past_due=past_due))
 
 
 def _run_logged(function: Callable, name: str) -> None:

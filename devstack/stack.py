@@ -50,6 +50,9 @@ class Service:
     argv: list[str]
     port: int
     log_path: Path
+    # Seconds to wait after SIGTERM before SIGKILL. Azurite waits for idle keep-alive clients to hang up before
+    # it exits; with in-memory persistence there is nothing to flush, so it gets a short grace.
+    grace: float = 10
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -78,11 +81,11 @@ class Service:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         pgid = self.process.pid
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 5)):
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
@@ -154,7 +157,7 @@ class Stack:
                 "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose"]
         graph = [sys.executable, "-m", "devstack.graphsim", "--host", "127.0.0.1",
                  "--port", str(self.ports["graph"]), "--token", SIMULATOR_TOKEN, *self.graph_args]
-        return [Service("azurite", blob, self.ports["blob"], logs / "azurite.log"),
+        return [Service("azurite", blob, self.ports["blob"], logs / "azurite.log", grace=1),
                 Service("cosmos", cosmos, self.ports["cosmos"], logs / "cosmos.log"),
                 Service("graphsim", graph, self.ports["graph"], logs / "graphsim.log")]
 

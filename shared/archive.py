@@ -1,0 +1,86 @@
+"""The raw archive in Blob storage: every Graph page byte for byte, and one manifest per run and day.
+
+Layout:  {feed}/{apiVersion}/{yyyy}/{mm}/{dd}/{runId}/page-00001.json
+         {feed}/{apiVersion}/{yyyy}/{mm}/{dd}/{runId}/manifest.json
+A page that could not be parsed is kept as page-00001.rejected.json, for diagnosis, and never replayed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class PageEntry:
+    name: str
+    sha256: str
+    bytes: int
+    rows: int
+    window: str
+
+
+@dataclass
+class Manifest:
+    feed: str
+    api_version: str
+    day: str
+    time_zone: str
+    run_id: str
+    window: dict
+    started: str
+    subwindows: list[dict] = field(default_factory=list)
+    pages: list[PageEntry] = field(default_factory=list)
+    rows: int = 0
+    ended: str | None = None
+    outcome: str = "running"
+    error: str | None = None
+
+    def to_json(self) -> bytes:
+        doc = asdict(self)
+        doc["apiVersion"] = doc.pop("api_version")
+        doc["timeZone"] = doc.pop("time_zone")
+        doc["runId"] = doc.pop("run_id")
+        return json.dumps(doc, indent=1).encode()
+
+
+def day_prefix(feed: str, api_version: str, day: dt.date) -> str:
+    return f"{feed}/{api_version}/{day:%Y/%m/%d}/"
+
+
+def run_prefix(feed: str, api_version: str, day: dt.date, run_id: str) -> str:
+    return f"{day_prefix(feed, api_version, day)}{run_id}/"
+
+
+class Archive:
+    """Writes and reads the archive through an azure.storage.blob ContainerClient."""
+
+    def __init__(self, container_client):
+        self.container = container_client
+
+    def put_page(self, prefix: str, number: int, body: bytes, rejected: bool = False) -> tuple[str, str]:
+        """Store one page; return (blob name, sha256). Names are unique per run, so nothing is overwritten."""
+        from azure.storage.blob import ContentSettings
+
+        name = f"{prefix}page-{number:05d}{'.rejected' if rejected else ''}.json"
+        self.container.upload_blob(name, body, overwrite=False,
+                                   content_settings=ContentSettings(content_type="application/json"))
+        return name, hashlib.sha256(body).hexdigest()
+
+    def put_manifest(self, prefix: str, manifest: Manifest) -> str:
+        from azure.storage.blob import ContentSettings
+
+        name = f"{prefix}manifest.json"
+        self.container.upload_blob(name, manifest.to_json(), overwrite=True,
+                                   content_settings=ContentSettings(content_type="application/json"))
+        return name
+
+    def read(self, name: str) -> bytes:
+        return self.container.download_blob(name).readall()
+
+    def manifests(self, feed: str, api_version: str, day: dt.date) -> list[dict]:
+        """Every run manifest of a day, oldest run first (run ids sort by time)."""
+        names = sorted(b.name for b in self.container.list_blobs(name_starts_with=day_prefix(feed, api_version, day))
+                       if b.name.endswith("/manifest.json"))
+        return [json.loads(self.read(n)) for n in names]

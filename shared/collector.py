@@ -1,0 +1,283 @@
+"""One collection run: work list -> per feed and day: fetch pages, archive each, store its rows, record the day.
+
+A day either completes or is recorded failed with its error (and is retried by the next run); one failed day
+does not stop the others; a failure never deletes what is stored, because rows are only ever upserted.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .archive import Archive, Manifest, PageEntry, run_prefix
+from .feeds import FEEDS, Feed, enabled_feeds
+from .ledger import DayOutcome, Ledger, new_run_id
+from .settings import Settings
+from .store import CallStore, DayWriter
+from .windows import Window, day_window, parse_instant, split, yesterday
+
+log = logging.getLogger("collector")
+
+Progress = Callable[[DayOutcome], None]
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    started: str
+    ended: str = ""
+    outcomes: list[DayOutcome] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)  # (feed, day) left for the next run
+
+    @property
+    def failed(self) -> list[DayOutcome]:
+        return [o for o in self.outcomes if o.outcome == "failed"]
+
+    def totals(self) -> dict:
+        done = [o for o in self.outcomes if o.outcome != "skipped"]
+        return {"days": len(done), "failed": len(self.failed), "rows": sum(o.rows for o in done),
+                "pages": sum(o.pages for o in done), "new": sum(o.new for o in done),
+                "changed": sum(o.changed for o in done), "unchanged": sum(o.unchanged for o in done),
+                "deferred": len(self.deferred)}
+
+
+def _iso_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+class Collector:
+    """Everything a run needs, wired once. Build it with `build_collector(settings)`."""
+
+    def __init__(self, settings: Settings, graph, archive: Archive, stores: dict[str, CallStore], ledger: Ledger,
+                 after_day: Iterable[Callable[[Feed, DayOutcome], None]] = ()):
+        self.settings = settings
+        self.graph = graph
+        self.archive = archive
+        self.stores = stores
+        self.ledger = ledger
+        self.after_day = list(after_day)
+        # Feeds whose sub-windows returned rows outside themselves: Graph ignored the time part, so only
+        # whole-day windows are safe for them from now on.
+        self.whole_day_only: set[str] = set()
+        self.pool = ThreadPoolExecutor(settings.upsert_concurrency, thread_name_prefix="upsert")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        close = getattr(self.graph, "close", None)
+        if close:
+            close()
+
+    # --- one day --------------------------------------------------------------------------------------
+    def collect_day(self, feed: Feed, day: dt.date, run_id: str, lease_seconds: float = 3600) -> DayOutcome:
+        started_at, t0 = _iso_now(), time.monotonic()
+        day_text = day.isoformat()
+        if not self.ledger.acquire(feed.name, day_text, run_id, lease_seconds):
+            outcome = DayOutcome(feed.name, day_text, run_id, "skipped", started_at, _iso_now(),
+                                 error="another run holds this day's lease")
+            self.ledger.record(outcome)
+            return outcome
+
+        window = day_window(day, self.settings.time_zone)
+        prefix = run_prefix(feed.name, self.settings.graph_api_version, day, run_id)
+        manifest = Manifest(feed.name, self.settings.graph_api_version, day_text, self.settings.time_zone, run_id,
+                            window={"start": _iso(window.start), "end": _iso(window.end)}, started=started_at)
+        writer = DayWriter(self.stores[feed.name], run_id, self.pool, 2 * self.settings.upsert_concurrency)
+        stats_before = self.graph.stats.snapshot()
+        outcome = DayOutcome(feed.name, day_text, run_id, "failed", started_at, "")
+        try:
+            parts = 1 if feed.name in self.whole_day_only else self.settings.subwindows
+            strays = self._fetch(feed, split(window, parts), prefix, manifest, writer)
+            if strays and parts > 1:
+                log.warning("feed %s day %s: sub-windows returned %d rows outside themselves; falling back to "
+                            "whole-day windows for this feed", feed.name, day_text, strays)
+                self.whole_day_only.add(feed.name)
+                self._fetch(feed, [window], prefix, manifest, writer)
+            counts = writer.finish()
+            outcome.outcome = "succeeded"
+            outcome.windows = len(manifest.subwindows)
+            outcome.new, outcome.changed, outcome.unchanged = counts.new, counts.changed, counts.unchanged
+        except Exception as exc:
+            outcome.error = _describe(exc)
+            try:
+                writer.finish()  # let batches in flight land or fail before the day is recorded
+            except Exception:
+                pass
+        stats = self.graph.stats.snapshot() - stats_before
+        outcome.rows = sum(p.rows for p in manifest.pages)
+        outcome.pages = len(manifest.pages)
+        outcome.retries = stats.retries
+        outcome.throttled_seconds = round(stats.throttle_wait_seconds, 3)
+        outcome.utc_days = sorted(writer.days_touched)
+        outcome.ended = _iso_now()
+        outcome.duration_seconds = round(time.monotonic() - t0, 3)
+        manifest.rows, manifest.ended, manifest.outcome, manifest.error = (
+            outcome.rows, outcome.ended, outcome.outcome, outcome.error)
+        self._finish(feed, outcome, prefix, manifest)
+        return outcome
+
+    def _finish(self, feed: Feed, outcome: DayOutcome, prefix: str, manifest: Manifest) -> None:
+        try:
+            self.archive.put_manifest(prefix, manifest)
+        except Exception as exc:
+            if outcome.outcome == "succeeded":
+                outcome.outcome, outcome.error = "failed", f"writing the run manifest failed: {_describe(exc)}"
+        if outcome.outcome == "succeeded":
+            for hook in self.after_day:
+                try:
+                    hook(feed, outcome)
+                except Exception as exc:
+                    outcome.outcome, outcome.error = "failed", f"after-day step failed: {_describe(exc)}"
+        try:
+            self.ledger.record(outcome)
+        except Exception as exc:
+            # The store itself is unreachable; the day stays without a success and the next run retries it.
+            log.error("feed %s day %s: could not record the outcome in the ledger: %s",
+                      feed.name, outcome.day, _describe(exc))
+        _log_outcome(outcome)
+
+    def _fetch(self, feed: Feed, windows: list[Window], prefix: str, manifest: Manifest,
+               writer: DayWriter) -> int:
+        """Fetch windows concurrently; archive then store each page. Returns rows seen outside their window."""
+        lock = threading.Lock()
+        strays = 0
+
+        def one(window: Window) -> None:
+            nonlocal strays
+            label = f"{_iso(window.start)}/{_iso(window.end)}"
+            with lock:
+                manifest.subwindows.append({"start": _iso(window.start), "end": _iso(window.end)})
+            for page in self.graph.pages(feed.graph_function, window.start, window.end):
+                with lock:
+                    number = len(manifest.pages) + 1
+                    manifest.pages.append(PageEntry("", "", len(page.body), len(page.rows), label))
+                name, digest = self.archive.put_page(prefix, number, page.body)
+                with lock:
+                    entry = manifest.pages[number - 1]
+                    entry.name, entry.sha256 = name, digest
+                writer.add(page.rows)
+                outside = sum(1 for row in page.rows if not _inside(row, window, feed.to_inclusive))
+                if outside:
+                    with lock:
+                        strays += outside
+
+        if len(windows) == 1:
+            one(windows[0])
+        else:
+            with ThreadPoolExecutor(len(windows), thread_name_prefix="window") as pool:
+                for future in [pool.submit(one, w) for w in windows]:
+                    future.result()
+        return strays
+
+    # --- a run ----------------------------------------------------------------------------------------
+    def run(self, work: list[tuple[Feed, dt.date]], budget_seconds: float, run_id: str | None = None,
+            progress: Progress | None = None) -> RunReport:
+        """Collect the work list oldest day first, within the time budget; the rest is left for the next run."""
+        run_id = run_id or new_run_id()
+        report = RunReport(run_id, _iso_now())
+        t0, longest = time.monotonic(), 0.0
+        ordered = sorted(work, key=lambda item: (item[1], item[0].name))
+        for index, (feed, day) in enumerate(ordered):
+            elapsed = time.monotonic() - t0
+            # Start a day only if the longest day so far would still fit: a day cut off by the host's timeout
+            # would be recorded as neither success nor failure.
+            if elapsed + longest * 1.2 > budget_seconds:
+                report.deferred = [(f.name, d.isoformat()) for f, d in ordered[index:]]
+                log.warning("run %s: time budget of %ss reached; %d day(s) left for the next run",
+                            run_id, budget_seconds, len(report.deferred))
+                break
+            # The lease outlives the run's budget a little, so a crashed run's days free up by the next run.
+            outcome = self.collect_day(feed, day, run_id, lease_seconds=min(budget_seconds, 6 * 3600) + 600)
+            longest = max(longest, outcome.duration_seconds)
+            report.outcomes.append(outcome)
+            if progress:
+                progress(outcome)
+        report.ended = _iso_now()
+        log.info("run %s finished: %s", run_id, report.totals(), extra={"custom_dimensions": {
+            "event": "run", "runId": run_id, **report.totals()}})
+        return report
+
+
+def _iso(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _inside(row: dict, window: Window, to_inclusive: bool) -> bool:
+    try:
+        start = parse_instant(row["startDateTime"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return window.start <= start and (start <= window.end if to_inclusive else start < window.end)
+
+
+def _log_outcome(o: DayOutcome) -> None:
+    dims = {"event": "day", "feed": o.feed, "day": o.day, "runId": o.run_id, "outcome": o.outcome,
+            "pages": o.pages, "rows": o.rows, "new": o.new, "changed": o.changed, "unchanged": o.unchanged,
+            "retries": o.retries, "throttledSeconds": o.throttled_seconds, "durationSeconds": o.duration_seconds}
+    if o.outcome == "failed":
+        log.error("feed %s day %s failed: %s", o.feed, o.day, o.error,
+                  extra={"custom_dimensions": {**dims, "error": o.error}})
+    else:
+        log.info("feed %s day %s %s: %d rows in %d pages (%d new, %d changed, %d unchanged) in %.1fs",
+                 o.feed, o.day, o.outcome, o.rows, o.pages, o.new, o.changed, o.unchanged, o.duration_seconds,
+                 extra={"custom_dimensions": dims})
+
+
+# --- wiring -------------------------------------------------------------------------------------------
+def build_collector(settings: Settings, graph=None, credential=None) -> Collector:
+    from .connections import blob_service, cosmos_client
+    from .credentials import graph_credential
+    from .graph import GraphClient
+
+    database = cosmos_client(settings).get_database_client(settings.cosmos_database)
+    stores = {name: CallStore(database.get_container_client(feed.container(settings))) for name, feed in FEEDS.items()}
+    ledger = Ledger(database.get_container_client(settings.cosmos_runs_container))
+    archive = Archive(blob_service(settings).get_container_client(settings.archive_container))
+    graph = graph or GraphClient(settings, credential or graph_credential(settings))
+    return Collector(settings, graph, archive, stores, ledger)
+
+
+def scheduled_work(settings: Settings, ledger: Ledger, now: dt.datetime | None = None) -> list[tuple[Feed, dt.date]]:
+    """The timer's work list: missing days since the coverage start plus the trailing re-scan, per feed."""
+    last = yesterday(settings.time_zone, now)
+    work = []
+    for feed in enabled_feeds(settings):
+        first = ledger.coverage_start(feed.name, settings.coverage_start, last + dt.timedelta(days=1))
+        work += [(feed, day) for day in ledger.work_list(feed.name, first, last, settings.rescan_days)]
+    return work
+
+
+def run_scheduled(settings: Settings, now: dt.datetime | None = None, collector: Collector | None = None,
+                  progress: Progress | None = None) -> RunReport:
+    owned = collector is None
+    collector = collector or build_collector(settings)
+    try:
+        work = scheduled_work(settings, collector.ledger, now)
+        return collector.run(work, settings.time_budget_seconds, progress=progress)
+    finally:
+        if owned:
+            collector.close()
+
+
+def run_days(settings: Settings, feeds: list[Feed], first: dt.date, last: dt.date,
+             collector: Collector | None = None, progress: Progress | None = None,
+             budget_seconds: float = float("inf")) -> RunReport:
+    """Collect a date range by hand (the command line), through the same code path as the timer."""
+    from .windows import days_between
+
+    owned = collector is None
+    collector = collector or build_collector(settings)
+    try:
+        work = [(feed, day) for feed in feeds for day in days_between(first, last)]
+        return collector.run(work, budget_seconds, progress=progress)
+    finally:
+        if owned:
+            collector.close()

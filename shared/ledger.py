@@ -1,0 +1,152 @@
+"""The run ledger in Cosmos DB: what each run did per feed and day, day leases, and the next run's work list.
+
+Documents (container COSMOS_RUNS_CONTAINER, partition key /pk = the feed name):
+  day:{day}            the day's state: status of its last run, last success, last error, row counts, lease
+  run:{runId}:{day}    one run's outcome for the day (kept as history)
+  meta                 the feed's coverage start, fixed on the first run
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from .windows import days_between
+
+FIRST_RUN_LOOKBACK_DAYS = 30
+
+
+@dataclass
+class DayOutcome:
+    feed: str
+    day: str
+    run_id: str
+    outcome: str                  # succeeded | failed | skipped (lease held by another run)
+    started: str
+    ended: str
+    rows: int = 0
+    pages: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    retries: int = 0
+    throttled_seconds: float = 0.0
+    duration_seconds: float = 0.0
+    error: str | None = None
+    windows: int = 1
+    utc_days: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def _iso(now: dt.datetime) -> str:
+    return now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Ledger:
+    def __init__(self, container_client, clock=lambda: dt.datetime.now(dt.timezone.utc)):
+        self.container = container_client
+        self.clock = clock
+
+    # --- coverage and the work list -------------------------------------------------------------------
+    def coverage_start(self, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
+        """COVERAGE_START if set; else the day fixed on the feed's first run (30 days before it)."""
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        if configured:
+            return configured
+        try:
+            return dt.date.fromisoformat(self.container.read_item("meta", partition_key=feed)["coverageStart"])
+        except CosmosResourceNotFoundError:
+            start = today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS)
+            self.container.upsert_item({"id": "meta", "pk": feed, "coverageStart": start.isoformat()})
+            return start
+
+    def day_states(self, feed: str) -> dict[str, dict]:
+        items = self.container.query_items("SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'day'",
+                                           parameters=[{"name": "@feed", "value": feed}], partition_key=feed)
+        return {item["day"]: item for item in items}
+
+    def work_list(self, feed: str, first: dt.date, last: dt.date, rescan_days: int) -> list[dt.date]:
+        """Every day from `first` to `last` without a successful run, plus the last `rescan_days` days (late rows),
+        oldest first."""
+        if last < first:
+            return []
+        states = self.day_states(feed)
+        missing = [d for d in days_between(first, last)
+                   if states.get(d.isoformat(), {}).get("lastSuccessAt") is None]
+        recent = days_between(max(first, last - dt.timedelta(days=rescan_days - 1)), last) if rescan_days else []
+        return sorted(set(missing) | set(recent))
+
+    # --- leases ---------------------------------------------------------------------------------------
+    def acquire(self, feed: str, day: str, owner: str, seconds: float) -> bool:
+        """Take the day's lease unless another live run holds it. The etag makes two racing runs see each
+        other: only one replace (or create) wins."""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import (CosmosAccessConditionFailedError, CosmosResourceExistsError,
+                                             CosmosResourceNotFoundError)
+
+        now = self.clock()
+        lease = {"owner": owner, "until": _iso(now + dt.timedelta(seconds=seconds))}
+        try:
+            state = self.container.read_item(f"day:{day}", partition_key=feed)
+        except CosmosResourceNotFoundError:
+            try:
+                self.container.create_item({"id": f"day:{day}", "pk": feed, "kind": "day", "feed": feed,
+                                            "day": day, "status": "running", "lease": lease})
+                return True
+            except CosmosResourceExistsError:
+                return False
+        held = state.get("lease")
+        if held and held.get("owner") != owner and held.get("until", "") > _iso(now):
+            return False
+        state["lease"] = lease
+        try:
+            self.container.replace_item(state["id"], state, etag=state["_etag"],
+                                        match_condition=MatchConditions.IfNotModified)
+            return True
+        except CosmosAccessConditionFailedError:
+            return False
+
+    # --- outcomes -------------------------------------------------------------------------------------
+    def record(self, outcome: DayOutcome) -> None:
+        """Write the run's record and update the day's state, releasing the lease."""
+        doc = {"id": f"run:{outcome.run_id}:{outcome.day}", "pk": outcome.feed, "kind": "run", **outcome.as_dict()}
+        self.container.upsert_item(doc)
+        if outcome.outcome == "skipped":
+            return
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        try:
+            state = self.container.read_item(f"day:{outcome.day}", partition_key=outcome.feed)
+        except CosmosResourceNotFoundError:
+            state = {"id": f"day:{outcome.day}", "pk": outcome.feed, "kind": "day", "feed": outcome.feed,
+                     "day": outcome.day}
+        if (state.get("lease") or {}).get("owner") not in (None, outcome.run_id):
+            # Another run took the lease after ours expired: leave the day's state to it.
+            return
+        state.update({"status": outcome.outcome, "lastRunId": outcome.run_id, "lastRunAt": outcome.ended,
+                      "lease": None})
+        if outcome.outcome == "succeeded":
+            state.update({"lastSuccessAt": outcome.ended, "rows": outcome.rows, "pages": outcome.pages,
+                          "lastError": None})
+        else:
+            state["lastError"] = outcome.error
+        for system_field in ("_rid", "_self", "_etag", "_attachments", "_ts"):
+            state.pop(system_field, None)
+        self.container.upsert_item(state)
+
+    def runs(self, feed: str, day: str | None = None) -> list[dict]:
+        query = "SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'run'"
+        params = [{"name": "@feed", "value": feed}]
+        if day:
+            query += " AND c.day = @day"
+            params.append({"name": "@day", "value": day})
+        items = list(self.container.query_items(query, parameters=params, partition_key=feed))
+        return sorted(items, key=lambda r: (r["started"], r["run_id"]))
