@@ -66,10 +66,18 @@ def main() -> int:
 
 
 def first_run(settings) -> list[str]:
-    from shared.health import check_health
+    """Collect yesterday (every enabled feed) against the simulator, through the timer's code path."""
+    from shared.cli import summary
+    from shared.collector import run_days
+    from shared.feeds import enabled_feeds
+    from shared.windows import yesterday
 
-    healthy, report = check_health()
-    return [f"health: {report['status']} {report['checks']}"]
+    day = yesterday(settings.time_zone)
+    print(f"collecting {day} from the Graph simulator ...", flush=True)
+    report = run_days(settings, enabled_feeds(settings), day, day)
+    return [summary(report),
+            f"rows are in Cosmos DB database '{settings.cosmos_database}', raw pages in Blob container "
+            f"'{settings.archive_container}' under <feed>/{settings.graph_api_version}/{day:%Y/%m/%d}/<runId>/"]
 
 
 def serve():
@@ -91,6 +99,8 @@ def print_summary(lines: list[str], seconds: float, stack: Stack) -> None:
         f"Blob storage     {stack.blob_url}",
         "try:",
         f"  curl {base}/health",
+        "  .venv/bin/python -m shared.cli collect --day YYYY-MM-DD",
+        "    (collect by hand from another shell; first: cp local.settings.json.example local.settings.json)",
         "Ctrl-C stops everything.",
     ]), flush=True)
 
