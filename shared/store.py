@@ -1,8 +1,9 @@
 """Call rows in Cosmos DB: one document per Graph row, id = the row's id, partition key = its UTC start day.
 
-A document is the row exactly as Graph sent it (every field, unknown and beta ones too) plus three derived
-fields: `day` (partition key), `rowHash` (sha256 of the row's canonical JSON) and `runId` (the run that last
-wrote it). A row whose hash is unchanged is not written again, so re-scanning an unchanged day costs one query
+A document is the row exactly as Graph sent it (every field, unknown and beta ones too) plus four derived
+fields: `day` (partition key), `startUtc` (startDateTime normalised to UTC with 7 fractional digits, so that
+string order is time order for range filters, sorting and paging, whatever precision Graph sent), `rowHash`
+(sha256 of the row's canonical JSON) and `runId` (the run that last wrote it). A row whose hash is unchanged is not written again, so re-scanning an unchanged day costs one query
 per day and no writes.
 """
 from __future__ import annotations
@@ -14,9 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
-from .windows import utc_day
+from .windows import canonical_instant, parse_instant
 
-DERIVED_FIELDS = ("day", "rowHash", "runId")
+DERIVED_FIELDS = ("day", "startUtc", "rowHash", "runId")
 COSMOS_SYSTEM_FIELDS = ("_rid", "_self", "_etag", "_attachments", "_ts")
 # Transactional batches take at most 100 operations and 2 MB of one partition key; stay well inside both.
 BATCH_OPERATIONS = 100
@@ -39,14 +40,15 @@ def to_document(row: dict, run_id: str) -> dict:
         raise RowError(f"row has no usable id: {str(row_id)[:80]!r}")
     start = row.get("startDateTime")
     try:
-        day = utc_day(start)
+        instant = parse_instant(start)
     except (TypeError, ValueError, AttributeError):
         raise RowError(f"row {row_id} has no valid startDateTime: {str(start)[:40]!r}") from None
     clash = [f for f in DERIVED_FIELDS if f in row]
     if clash:
         # Graph added a field with one of our names: refuse rather than silently overwrite its value.
         raise RowError(f"row {row_id} carries field(s) {clash} that the store derives itself")
-    return {**row, "day": day, "rowHash": row_hash(row), "runId": run_id}
+    return {**row, "day": instant.date().isoformat(), "startUtc": canonical_instant(start),
+            "rowHash": row_hash(row), "runId": run_id}
 
 
 def strip_document(doc: dict) -> dict:

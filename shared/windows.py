@@ -66,6 +66,20 @@ def parse_instant(text: str) -> dt.datetime:
     return parsed.astimezone(UTC)
 
 
+def canonical_instant(text: str) -> str:
+    """A DateTimeOffset string in UTC with exactly 7 fractional digits and Z (Graph's widest form), so that
+    such strings sort by time whatever precision or offset they were written with. Keeps all 7 digits, which
+    Python's datetime (microseconds) cannot."""
+    instant = parse_instant(text)
+    _, dot, rest = text.strip().partition(".")
+    digits = ""
+    for ch in rest if dot else "":
+        if not ch.isdigit():
+            break
+        digits += ch
+    return f"{instant:%Y-%m-%dT%H:%M:%S}.{digits[:7].ljust(7, '0')}Z"
+
+
 def utc_day(text: str) -> str:
     """The UTC calendar day (YYYY-MM-DD) of a Graph DateTimeOffset string: the partition key of a row."""
     return parse_instant(text).date().isoformat()

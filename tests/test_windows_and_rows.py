@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from shared.store import RowError, _batches, row_hash, strip_document, to_document
-from shared.windows import day_window, parse_instant, split, utc_day, yesterday
+from shared.windows import canonical_instant, day_window, parse_instant, split, utc_day, yesterday
 
 UTC = dt.timezone.utc
 
@@ -46,6 +46,16 @@ def test_graph_instants_with_seven_fractional_digits_and_offsets():
         parse_instant("yesterday")
 
 
+@pytest.mark.parametrize("text, canonical", [
+    ("2019-11-01T00:00:08.2589935Z", "2019-11-01T00:00:08.2589935Z"),
+    ("2019-11-01T00:00:08Z", "2019-11-01T00:00:08.0000000Z"),
+    ("2019-11-01T00:00:08.25Z", "2019-11-01T00:00:08.2500000Z"),
+    ("2019-11-01T02:00:08.1234567+02:00", "2019-11-01T00:00:08.1234567Z"),
+])
+def test_canonical_instants_sort_by_time_whatever_their_precision(text, canonical):
+    assert canonical_instant(text) == canonical
+
+
 ROW = {"id": "9c4984c7-6c3c-427d-a30c-bd0b2eacee90", "startDateTime": "2019-11-01T00:00:08.2589935Z",
        "charge": 0.12, "futureField": {"nested": [1, None]}}
 
@@ -53,6 +63,7 @@ ROW = {"id": "9c4984c7-6c3c-427d-a30c-bd0b2eacee90", "startDateTime": "2019-11-0
 def test_a_document_keeps_every_field_and_adds_the_derived_ones():
     doc = to_document(ROW, "run-1")
     assert doc["day"] == "2019-11-01" and doc["runId"] == "run-1" and doc["rowHash"] == row_hash(ROW)
+    assert doc["startUtc"] == "2019-11-01T00:00:08.2589935Z"
     assert strip_document({**doc, "_etag": "x", "_ts": 1}) == ROW
 
 
