@@ -18,6 +18,7 @@ from .feeds import FEEDS, Feed, enabled_feeds
 from .ledger import DayOutcome, Ledger, new_run_id
 from .settings import Settings
 from .store import CallStore, DayWriter
+from .summaries import SummaryStore
 from .windows import Window, day_window, parse_instant, split, yesterday
 
 log = logging.getLogger("collector")
@@ -116,7 +117,7 @@ class Collector:
         outcome.pages = len(manifest.pages)
         outcome.retries = stats.retries
         outcome.throttled_seconds = round(stats.throttle_wait_seconds, 3)
-        outcome.utc_days = sorted(writer.days_touched)
+        outcome.days_written = sorted(writer.days_written)
         outcome.ended = _iso_now()
         outcome.duration_seconds = round(time.monotonic() - t0, 3)
         manifest.rows, manifest.ended, manifest.outcome, manifest.error = (
@@ -242,7 +243,14 @@ def build_collector(settings: Settings, graph=None, credential=None) -> Collecto
     ledger = Ledger(database.get_container_client(settings.cosmos_runs_container))
     archive = Archive(blob_service(settings).get_container_client(settings.archive_container))
     graph = graph or GraphClient(settings, credential or graph_credential(settings))
-    return Collector(settings, graph, archive, stores, ledger)
+    summaries = SummaryStore(database.get_container_client(settings.cosmos_summaries_container))
+
+    def refresh_summaries(feed: Feed, outcome: DayOutcome) -> None:
+        # Only the UTC days this run wrote to: an unchanged re-scan leaves their summaries (and RU) alone.
+        for day in outcome.days_written:
+            summaries.recompute(feed.name, day, stores[feed.name].container)
+
+    return Collector(settings, graph, archive, stores, ledger, after_day=[refresh_summaries])
 
 
 def scheduled_work(settings: Settings, ledger: Ledger, now: dt.datetime | None = None) -> list[tuple[Feed, dt.date]]:

@@ -34,7 +34,7 @@ class DayOutcome:
     duration_seconds: float = 0.0
     error: str | None = None
     windows: int = 1
-    utc_days: list[str] = field(default_factory=list)
+    days_written: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -116,7 +116,7 @@ class DayWriter:
         self.known: dict[str, dict[str, str]] = {}  # day -> id -> hash
         self.futures: list[Future] = []
         self.counts = WriteCounts()
-        self.days_touched: set[str] = set()
+        self.days_written: set[str] = set()
 
     def _known(self, day: str) -> dict[str, str]:
         # Called with the lock held: one hash query per UTC day, however many pages touch it.
@@ -141,7 +141,7 @@ class DayWriter:
                     counts.changed += 1
                 known[doc["id"]] = doc["rowHash"]
                 pending.setdefault(doc["day"], []).append(doc)
-            self.days_touched.update(pending)
+            self.days_written.update(pending)
         for day, day_docs in pending.items():
             for batch in _batches(day_docs):
                 self._submit(day, batch)
