@@ -77,7 +77,8 @@ def canonical_instant(text: str) -> str:
         if not ch.isdigit():
             break
         digits += ch
-    return f"{instant:%Y-%m-%dT%H:%M:%S}.{digits[:7].ljust(7, '0')}Z"
+    # strftime does not zero-pad years below 1000 on every platform; Graph's "never" is 0001-01-01.
+    return f"{instant.year:04d}-{instant:%m-%dT%H:%M:%S}.{digits[:7].ljust(7, '0')}Z"
 
 
 def utc_day(text: str) -> str:

@@ -51,6 +51,7 @@ def test_graph_instants_with_seven_fractional_digits_and_offsets():
     ("2019-11-01T00:00:08Z", "2019-11-01T00:00:08.0000000Z"),
     ("2019-11-01T00:00:08.25Z", "2019-11-01T00:00:08.2500000Z"),
     ("2019-11-01T02:00:08.1234567+02:00", "2019-11-01T00:00:08.1234567Z"),
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.0000000Z"),
 ])
 def test_canonical_instants_sort_by_time_whatever_their_precision(text, canonical):
     assert canonical_instant(text) == canonical
