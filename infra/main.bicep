@@ -163,7 +163,8 @@ var archiveContainerName = 'callrecords-raw'
 var ttlSeconds = cosmosTtlDays * 86400
 var callIndexedPaths = [
   '/day/?'
-  '/startDateTime/?'
+  '/startUtc/?'
+  '/id/?'
   '/userPrincipalName/?'
   '/userId/?'
   '/callType/?'
@@ -171,7 +172,7 @@ var callIndexedPaths = [
 var callCompositeIndexes = [
   [
     {
-      path: '/startDateTime'
+      path: '/startUtc'
       order: 'ascending'
     }
     {
@@ -181,7 +182,7 @@ var callCompositeIndexes = [
   ]
   [
     {
-      path: '/startDateTime'
+      path: '/startUtc'
       order: 'descending'
     }
     {
@@ -222,6 +223,9 @@ var cosmosContainers = [
     partitionKey: '/day'
     indexedPaths: [
       '/day/?'
+      '/id/?'
+      '/feed/?'
+      '/userId/?'
       '/userPrincipalName/?'
       '/callType/?'
     ]

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 
 from .credentials import azure_credential
 from .settings import Settings
 
 
+# One client per settings per process: clients hold connection pools and the account's metadata, and a
+# Functions worker serves many requests.
+@lru_cache(maxsize=8)
 def cosmos_client(settings: Settings):
     from azure.cosmos import CosmosClient
     from urllib3.exceptions import InsecureRequestWarning
@@ -19,6 +23,7 @@ def cosmos_client(settings: Settings):
                         connection_timeout=30, retry_total=9, retry_backoff_max=30)
 
 
+@lru_cache(maxsize=8)
 def blob_service(settings: Settings):
     from azure.storage.blob import BlobServiceClient
 

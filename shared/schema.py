@@ -10,18 +10,40 @@ from dataclasses import dataclass
 from .settings import Settings
 
 
+# Index only what queries filter or sort on: every indexed path costs RU on every write. Reads by day use the
+# partition key; the feed sorts by (startUtc, id) both ways, which Cosmos serves only from composite indexes.
+CALL_PATHS = ("/day/?", "/startUtc/?", "/id/?", "/userPrincipalName/?", "/userId/?", "/callType/?")
+CALL_COMPOSITES = ((("/startUtc", "ascending"), ("/id", "ascending")),
+                   (("/startUtc", "descending"), ("/id", "descending")))
+RUNS_PATHS = ("/pk/?", "/kind/?", "/day/?", "/started/?")
+SUMMARY_PATHS = ("/day/?", "/id/?", "/feed/?", "/userId/?", "/userPrincipalName/?", "/callType/?")
+
+
 @dataclass(frozen=True)
 class ContainerDef:
     name: str
     partition_key: str
+    indexed_paths: tuple[str, ...]
+    composite_indexes: tuple = ()
+
+    def indexing_policy(self) -> dict:
+        return {
+            "indexingMode": "consistent",
+            "automatic": True,
+            "includedPaths": [{"path": p} for p in self.indexed_paths],
+            "excludedPaths": [{"path": "/*"}, {"path": '/"_etag"/?'}],
+            "compositeIndexes": [[{"path": path, "order": order} for path, order in index]
+                                 for index in self.composite_indexes],
+        }
 
 
 def cosmos_containers(settings: Settings) -> list[ContainerDef]:
+    """Also the contract for infra/main.bicep, which must create the same containers (tests/test_infra.py)."""
     return [
-        ContainerDef(settings.cosmos_pstn_container, "/day"),
-        ContainerDef(settings.cosmos_direct_routing_container, "/day"),
-        ContainerDef(settings.cosmos_runs_container, "/pk"),
-        ContainerDef(settings.cosmos_summaries_container, "/day"),
+        ContainerDef(settings.cosmos_pstn_container, "/day", CALL_PATHS, CALL_COMPOSITES),
+        ContainerDef(settings.cosmos_direct_routing_container, "/day", CALL_PATHS, CALL_COMPOSITES),
+        ContainerDef(settings.cosmos_runs_container, "/pk", RUNS_PATHS),
+        ContainerDef(settings.cosmos_summaries_container, "/day", SUMMARY_PATHS),
     ]
 
 
@@ -34,7 +56,8 @@ def ensure_stores(settings: Settings) -> None:
 
     database = cosmos_client(settings).create_database_if_not_exists(settings.cosmos_database)
     for container in cosmos_containers(settings):
-        database.create_container_if_not_exists(container.name, PartitionKey(path=container.partition_key))
+        database.create_container_if_not_exists(container.name, PartitionKey(path=container.partition_key),
+                                                indexing_policy=container.indexing_policy())
     try:
         blob_service(settings).create_container(settings.archive_container)
     except ResourceExistsError:

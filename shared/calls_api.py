@@ -1,0 +1,166 @@
+"""The simple routes for people and scripts: /api/calls and /api/usage, as JSON or CSV.
+
+    GET /api/calls?from=2026-05-01&to=2026-05-07&user=a@contoso.com&callType=user_out,user_in&feed=pstn&format=csv
+    GET /api/usage?from=2026-05-01&to=2026-05-07&user=...&feed=pstn&format=json
+
+`from` is required; `to` defaults to now. A date-only `to` includes that whole day; a date-time `to` is
+exclusive. At most `limit` rows (default and maximum 50,000) per response; when more exist, the JSON body has
+`nextLink` and both formats send a `Link: <...>; rel="next"` header whose `after` token resumes exactly there.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable, Mapping
+from urllib.parse import urlencode
+
+from .odata.errors import bad_request
+from .odata.model import entity_set
+from .query_engine import (PartitionedReader, QuerySpec, TokenError, decode_token, encode_token, fingerprint,
+                           read_page)
+from .store import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
+from .web import Response, csv_lines, json_response
+from .windows import canonical_instant
+
+MAX_ROWS = 50_000
+MAX_DAYS = 366
+CALL_SETS = {"pstn": "PstnCalls", "directRouting": "DirectRoutingCalls"}
+HIDDEN = (set(DERIVED_FIELDS) - {"day"}) | set(COSMOS_SYSTEM_FIELDS)
+
+
+def _instant(name: str, text: str, end: bool) -> str:
+    """A date or date-time parameter as a canonical UTC instant string; a date-only end covers its whole day."""
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            if end:
+                day += dt.timedelta(days=1)
+            return f"{day.isoformat()}T00:00:00.0000000Z"
+        if "T" not in text or not (text.endswith(("Z", "z")) or text[-6] in "+-"):
+            raise ValueError
+        return canonical_instant(text)
+    except (ValueError, IndexError):
+        raise bad_request("InvalidParameter", f"{name} must be a date (YYYY-MM-DD) or a date-time with a time "
+                                              f"zone (2026-05-01T00:00:00Z), got {text[:40]!r}", name) from None
+
+
+def _params(params: Mapping[str, str], allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(params) - allowed - {"code"})
+    if unknown:
+        raise bad_request("UnknownParameter", f"unknown parameter(s): {', '.join(unknown)}; "
+                                              f"allowed: {', '.join(sorted(allowed))}", unknown[0])
+    return {k: v.strip() for k, v in params.items()}
+
+
+def _range(p: dict[str, str], now: dt.datetime) -> tuple[str, str]:
+    if not p.get("from"):
+        raise bad_request("MissingParameter", "from is required (a date such as 2026-05-01)", "from")
+    lower = _instant("from", p["from"], end=False)
+    upper = _instant("to", p["to"], end=True) if p.get("to") else canonical_instant(
+        now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    if upper <= lower:
+        raise bad_request("InvalidRange", "to must be after from", "to")
+    if (dt.date.fromisoformat(upper[:10]) - dt.date.fromisoformat(lower[:10])).days > MAX_DAYS:
+        raise bad_request("RangeTooLong", f"the range may span at most {MAX_DAYS} days", "to")
+    return lower, upper
+
+
+def _choice(p: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = p.get(name) or default
+    if value not in choices:
+        raise bad_request("InvalidParameter", f"{name} must be one of {', '.join(choices)}, got {value[:40]!r}", name)
+    return value
+
+
+def _limit(p: dict[str, str]) -> int:
+    text = p.get("limit") or str(MAX_ROWS)
+    if not text.isdigit() or not 1 <= int(text[:7]) <= MAX_ROWS or len(text) > 7:
+        raise bad_request("InvalidParameter", f"limit must be a whole number from 1 to {MAX_ROWS}", "limit")
+    return int(text)
+
+
+def _user_clause(p: dict[str, str], conditions: list[str], params: list[dict]) -> None:
+    if p.get("user"):
+        conditions.append("(c.userPrincipalName = @user OR c.userId = @user)")
+        params.append({"name": "@user", "value": p["user"]})
+
+
+def calls(params: Mapping[str, str], containers: Mapping[str, object], base_url: str,
+          now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
+    """`containers`: feed name -> Cosmos container client."""
+    p = _params(params, {"from", "to", "user", "callType", "feed", "format", "limit", "after"})
+    feed = _choice(p, "feed", tuple(CALL_SETS), "pstn")
+    fmt = _choice(p, "format", ("json", "csv"), "json")
+    lower, upper = _range(p, now())
+    conditions = ["c.startUtc >= @from", "c.startUtc < @to"]
+    sql_params = [{"name": "@from", "value": lower}, {"name": "@to", "value": upper}]
+    _user_clause(p, conditions, sql_params)
+    if p.get("callType"):
+        types = [t.strip() for t in p["callType"].split(",") if t.strip()]
+        if not types or len(types) > 50:
+            raise bad_request("InvalidParameter", "callType must list 1 to 50 call types, comma separated",
+                              "callType")
+        names = [f"@ct{i}" for i in range(len(types))]
+        conditions.append(f"c.callType IN ({', '.join(names)})")
+        sql_params += [{"name": n, "value": t} for n, t in zip(names, types)]
+    spec = QuerySpec(" AND ".join(conditions), tuple(sql_params), lower[:10], upper[:10], sort_path="startUtc")
+    columns = ["day"] + [prop.name for prop in entity_set(CALL_SETS[feed]).entity_type.properties
+                         if prop.name != "day"]
+    return _answer(PartitionedReader(containers[feed]), spec, p, fmt, columns, base_url, "/calls")
+
+
+def usage(params: Mapping[str, str], container, base_url: str,
+          now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
+    """Daily usage summaries from the summaries container."""
+    p = _params(params, {"from", "to", "user", "feed", "format", "limit", "after"})
+    fmt = _choice(p, "format", ("json", "csv"), "json")
+    lower, upper = _range(p, now())
+    # Summaries are per UTC day: a day is in range when it starts inside [from, to).
+    first = lower[:10] if lower[10:] == "T00:00:00.0000000Z" else (dt.date.fromisoformat(lower[:10])
+                                                                    + dt.timedelta(days=1)).isoformat()
+    last = (dt.date.fromisoformat(upper[:10]) - dt.timedelta(days=1)).isoformat() \
+        if upper[10:] == "T00:00:00.0000000Z" else upper[:10]
+    conditions, sql_params = [], []
+    _user_clause(p, conditions, sql_params)
+    if p.get("feed"):
+        conditions.append("c.feed = @feed")
+        sql_params.append({"name": "@feed", "value": _choice(p, "feed", tuple(CALL_SETS), "pstn")})
+    spec = QuerySpec(" AND ".join(conditions), tuple(sql_params), first, last, sort_path="id")
+    columns = [prop.name for prop in entity_set("DailyUsage").entity_type.properties if prop.name != "id"]
+    if first > last:
+        return _render([], None, p, fmt, columns, base_url, "/usage")
+    return _answer(PartitionedReader(container), spec, p, fmt, columns, base_url, "/usage")
+
+
+def _answer(reader: PartitionedReader, spec: QuerySpec, p: dict[str, str], fmt: str, columns: list[str],
+            base_url: str, route: str) -> Response:
+    limit = _limit(p)
+    key = fingerprint(route, spec.where, spec.params, spec.first_day, spec.last_day, limit)
+    after = None
+    if p.get("after"):
+        try:
+            after, _ = decode_token(p["after"], key)
+        except TokenError as exc:
+            raise bad_request("InvalidToken", str(exc), "after") from None
+    page = read_page(reader, spec, limit, after)
+    next_url = None
+    if page.next_cursor is not None:
+        query = {k: v for k, v in p.items() if k != "after"}
+        query["after"] = encode_token(page.next_cursor, key)
+        next_url = f"{base_url}{route}?{urlencode(query)}"
+    rows = [{k: v for k, v in doc.items() if k not in HIDDEN} for doc in page.rows]
+    return _render(rows, next_url, p, fmt, columns, base_url, route)
+
+
+def _render(rows: list[dict], next_url: str | None, p: dict[str, str], fmt: str, columns: list[str],
+            base_url: str, route: str) -> Response:
+    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+    if fmt == "csv":
+        body = "".join(csv_lines(columns, rows)).encode()
+        name = route.strip("/")
+        return Response(200, body, {"Content-Type": "text/csv; charset=utf-8",
+                                    "Content-Disposition": f'attachment; filename="{name}.csv"', **headers})
+    body = {"count": len(rows), "value": rows}
+    if next_url:
+        body["nextLink"] = next_url
+    return json_response(body, headers=headers)
+

@@ -1,0 +1,127 @@
+"""The OData v4 feed under /api/odata: service document, $metadata, entity sets, /$count.
+
+Takes the request as plain values (path, query parameters, headers, base URL) and the Cosmos containers,
+returns a `web.Response`. The language (model, CSDL, $filter -> SQL) is in shared.odata; reading day
+partitions in order with keyset cursors is in shared.query_engine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Mapping
+from urllib.parse import urlencode
+
+from .odata import ENTITY_SETS, ODataError, context_url, metadata_xml, parse_options, service_document, time_range, \
+    to_sql
+from .odata.errors import NOT_FOUND, bad_request, not_implemented
+from .query_engine import PartitionedReader, QuerySpec, ReadLog, TokenError, decode_token, encode_token, \
+    fingerprint, read_page
+from .web import Response, json_response
+
+log = logging.getLogger("odata")
+
+MAX_PAGE_SIZE = 1000
+JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+ODATA_HEADERS = {"OData-Version": "4.0"}
+SORT_PATH = {"pstn": "startUtc", "directRouting": "startUtc", "dailyUsage": "id"}
+MIDNIGHT = "T00:00:00.0000000Z"
+
+
+def handle(path: str, params: Mapping[str, str], headers: Mapping[str, str], base_url: str,
+           containers: Mapping[str, object]) -> Response:
+    """`base_url` is the feed root (…/api/odata); `containers` maps feed name (pstn, directRouting,
+    dailyUsage) to its Cosmos container client."""
+    path = path.strip("/")
+    if path == "":
+        return json_response(service_document(base_url), headers=ODATA_HEADERS, content_type=JSON_TYPE)
+    if path == "$metadata":
+        return Response(200, metadata_xml(), {"Content-Type": "application/xml", **ODATA_HEADERS})
+    name, _, rest = path.partition("/")
+    if "(" in name:
+        raise not_implemented("reading a single entity by key is not supported; filter the entity set instead, "
+                              "e.g. $filter=id eq '...'", name)
+    if name not in ENTITY_SETS:
+        raise ODataError(NOT_FOUND, "NotFound", f"no entity set {name[:60]!r}; the feed has "
+                                                f"{', '.join(ENTITY_SETS)}", name)
+    if rest not in ("", "$count"):
+        raise ODataError(NOT_FOUND, "NotFound", f"unknown resource path {path[:100]!r}", path[:100])
+    return _collection(name, rest == "$count", params, headers, base_url, containers)
+
+
+def _day_bounds(entity, bounds) -> tuple[str | None, str | None]:
+    """The first and last UTC day partitions that can hold rows within the filter's time range."""
+    first = bounds.lower[:10] if bounds.lower else None
+    last = bounds.upper[:10] if bounds.upper else None
+    if entity.time_property != "day" and bounds.upper and not bounds.upper_inclusive and bounds.upper[10:] == MIDNIGHT:
+        last = (dt.date.fromisoformat(bounds.upper[:10]) - dt.timedelta(days=1)).isoformat()
+    return first, last
+
+
+def _collection(name: str, count_only: bool, params: Mapping[str, str], headers: Mapping[str, str],
+                base_url: str, containers: Mapping[str, object]) -> Response:
+    entity = ENTITY_SETS[name]
+    prefer = _header(headers, "Prefer")
+    options = parse_options(name, dict(params), prefer, MAX_PAGE_SIZE)
+    where, sql_params = to_sql(options.filter, name, param_prefix="@f")
+    bounds = time_range(options.filter, entity.time_property)
+    first, last = _day_bounds(entity, bounds)
+    descending = bool(options.orderby) and options.orderby[0][1] == "desc"
+    spec = QuerySpec("" if where == "true" else where, tuple(sql_params), first, last, descending,
+                     SORT_PATH[entity.feed])
+    reader = PartitionedReader(containers[entity.feed], ReadLog())
+    empty = bounds.empty or (first and last and last < first)
+
+    if count_only:
+        total = 0 if empty else reader.count(spec)
+        return Response(200, str(total).encode(), {"Content-Type": "text/plain;charset=utf-8", **ODATA_HEADERS,
+                                                   **_read_headers(reader)})
+
+    key = fingerprint(name, params.get("$filter"), options.orderby, options.top, options.skip)
+    after, remaining = None, options.top
+    if options.skiptoken:
+        try:
+            after, remaining = decode_token(options.skiptoken, key)
+        except TokenError as exc:
+            raise bad_request("InvalidSkipToken", str(exc), "$skiptoken") from None
+    skip = 0 if options.skiptoken else (options.skip or 0)
+    if empty or remaining == 0:
+        page_rows, next_cursor = [], None
+    else:
+        page = read_page(reader, spec, options.page_size, after, skip, remaining)
+        page_rows, next_cursor, remaining = page.rows, page.next_cursor, page.remaining
+
+    body: dict = {"@odata.context": context_url(base_url, name, options.select)}
+    if options.count:
+        body["@odata.count"] = 0 if empty else reader.count(spec)
+    body["value"] = [_project(entity, doc, options.select) for doc in page_rows]
+    if next_cursor is not None:
+        query = {k: v for k, v in params.items() if k.lower() not in ("$skiptoken", "$skip", "code")}
+        query["$skiptoken"] = encode_token(next_cursor, key, remaining)
+        body["@odata.nextLink"] = f"{base_url}/{name}?{urlencode(query)}"
+    extra = {"Preference-Applied": options.preference_applied} if options.preference_applied else {}
+    log.info("odata %s: %d rows from %d day partition(s)", name, len(page_rows), len(set(reader.log.days)))
+    return json_response(body, headers={**ODATA_HEADERS, **extra, **_read_headers(reader)}, content_type=JSON_TYPE)
+
+
+def _project(entity, doc: dict, select) -> dict:
+    """Declared properties only, in model order: missing ones as null (collections as []), so every row has the
+    shape $metadata promises; undeclared fields Graph adds stay in the store and the /api/calls route."""
+    out = {}
+    for prop in entity.entity_type.properties:
+        if select and prop.name not in select:
+            continue
+        value = doc.get(prop.name)
+        out[prop.name] = ([] if prop.collection else None) if value is None else value
+    return out
+
+
+def _read_headers(reader: PartitionedReader) -> dict[str, str]:
+    # How many day partitions the request read: lets anyone check that a date filter reached the partition key.
+    return {"X-Partitions-Read": str(len(set(reader.log.days)))}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None

@@ -1,0 +1,173 @@
+"""Reading stored rows in order, one day partition at a time, with keyset cursors.
+
+Every read names its partition (the UTC day), so a date-range query touches only the days in range, and
+paging resumes after the last (sort key, id) returned: rows written while a client pages never shift a page
+boundary, so no row is returned twice or skipped. Cosmos DB's OFFSET/LIMIT would do neither.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the day partition and the (sort key, id) of its last row."""
+    day: str
+    key: str
+    id: str
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    where: str = ""                     # SQL condition over `c`, parameters only
+    params: tuple = ()                  # ({"name": "@p0", "value": ...}, ...)
+    first_day: str | None = None        # inclusive UTC day bounds from the filter, None = open
+    last_day: str | None = None
+    descending: bool = False
+    sort_path: str = "startUtc"         # the field rows are ordered by within a day (then id)
+
+
+@dataclass
+class ReadLog:
+    """Which partitions a request read: the evidence that range filters reach the partition key."""
+    days: list[str] = field(default_factory=list)
+    queries: int = 0
+
+
+class PartitionedReader:
+    def __init__(self, container, log: ReadLog | None = None):
+        self.container = container
+        self.log = log or ReadLog()
+
+    def _query(self, sql: str, params: list, day: str | None = None, **kwargs):
+        self.log.queries += 1
+        if day is None:
+            return self.container.query_items(sql, parameters=params, enable_cross_partition_query=True, **kwargs)
+        return self.container.query_items(sql, parameters=params, partition_key=day, **kwargs)
+
+    def _edge_day(self, descending: bool) -> str | None:
+        # Two one-row cross-partition reads bound an open range; each later read names its day.
+        order = "DESC" if descending else "ASC"
+        for value in self._query(f"SELECT TOP 1 VALUE c.day FROM c ORDER BY c.day {order}", []):
+            return value
+        return None
+
+    def days(self, spec: QuerySpec) -> list[str]:
+        first = spec.first_day or self._edge_day(False)
+        last = spec.last_day or self._edge_day(True)
+        if first is None or last is None or last < first:
+            return []
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+        days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+        return days[::-1] if spec.descending else days
+
+    def rows(self, spec: QuerySpec, after: Cursor | None = None, batch: int = 1000) -> Iterator[tuple[str, dict]]:
+        """(day, document) in order, lazily, starting after the cursor."""
+        days = self.days(spec)
+        if after is not None:
+            days = [d for d in days if (d <= after.day if spec.descending else d >= after.day)]
+        direction = "DESC" if spec.descending else "ASC"
+        beyond = "<" if spec.descending else ">"
+        for day in days:
+            conditions = ["c.day = @day"]
+            params = [{"name": "@day", "value": day}, *spec.params]
+            if spec.where:
+                conditions.append(f"({spec.where})")
+            by_id = spec.sort_path == "id"
+            if after is not None and day == after.day:
+                if by_id:
+                    conditions.append(f"c.id {beyond} @afterId")
+                else:
+                    conditions.append(f"(c.{spec.sort_path} {beyond} @afterKey OR "
+                                      f"(c.{spec.sort_path} = @afterKey AND c.id {beyond} @afterId))")
+                    params.append({"name": "@afterKey", "value": after.key})
+                params.append({"name": "@afterId", "value": after.id})
+            order = f"c.id {direction}" if by_id else f"c.{spec.sort_path} {direction}, c.id {direction}"
+            sql = f"SELECT * FROM c WHERE {' AND '.join(conditions)} ORDER BY {order}"
+            self.log.days.append(day)
+            for doc in self._query(sql, params, day, max_item_count=batch):
+                yield day, doc
+
+    def count(self, spec: QuerySpec) -> int:
+        total = 0
+        for day in self.days(spec):
+            conditions = ["c.day = @day"] + ([f"({spec.where})"] if spec.where else [])
+            self.log.days.append(day)
+            for value in self._query(f"SELECT VALUE COUNT(1) FROM c WHERE {' AND '.join(conditions)}",
+                                     [{"name": "@day", "value": day}, *spec.params], day):
+                total += value
+        return total
+
+
+class TokenError(ValueError):
+    """A paging token that is malformed, or was made for a different query."""
+
+
+def encode_token(cursor: Cursor, fingerprint: str, remaining: int | None = None) -> str:
+    """An opaque, URL-safe token: where the page ended, how many rows `$top` still allows, and which query it
+    belongs to. Its values only ever reach Cosmos as query parameters."""
+    payload = {"v": 1, "d": cursor.day, "k": cursor.key, "i": cursor.id, "f": fingerprint}
+    if remaining is not None:
+        payload["r"] = remaining
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, fingerprint: str) -> tuple[Cursor, int | None]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw)
+        cursor = Cursor(payload["d"], payload["k"], payload["i"])
+        remaining = payload.get("r")
+        valid = (payload.get("v") == 1 and all(isinstance(v, str) and len(v) < 300 for v in
+                                                (cursor.day, cursor.key, cursor.id))
+                 and (remaining is None or (isinstance(remaining, int) and remaining >= 0)))
+        dt.date.fromisoformat(cursor.day)
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        raise TokenError("the paging token is malformed; start again from the first page") from None
+    if not valid:
+        raise TokenError("the paging token is malformed; start again from the first page")
+    if payload.get("f") != fingerprint:
+        raise TokenError("the paging token belongs to a different query; start again from the first page")
+    return cursor, remaining
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    next_cursor: Cursor | None
+    remaining: int | None       # rows `$top` still allows after this page (None: no $top)
+
+
+def read_page(reader: PartitionedReader, spec: QuerySpec, page_size: int, after: Cursor | None = None,
+              skip: int = 0, top: int | None = None) -> Page:
+    """One page of at most `page_size` rows after the cursor, `skip` rows skipped first, never more than `top`
+    in all. A next cursor is given only when at least one more row exists (one row of look-ahead)."""
+    limit = page_size if top is None else min(page_size, top)
+    rows: list[dict] = []
+    last: tuple[str, dict] | None = None
+    more = False
+    stream = reader.rows(spec, after, batch=min(limit + 1 + skip, 1000))
+    for day, doc in stream:
+        if skip:
+            skip -= 1
+            continue
+        if len(rows) == limit:
+            more = True
+            break
+        rows.append(doc)
+        last = (day, doc)
+    remaining = None if top is None else top - len(rows)
+    if not more or last is None or remaining == 0:
+        return Page(rows, None, remaining)
+    day, doc = last
+    return Page(rows, Cursor(day, doc[spec.sort_path], doc["id"]), remaining)

@@ -1,0 +1,106 @@
+"""Plain HTTP responses for the query routes: JSON, CSV, OData errors and gzip, without azure.functions.
+
+The blueprint turns a `Response` into an `azure.functions.HttpResponse`; everything here is testable alone.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+from .odata.errors import ODataError
+
+log = logging.getLogger("http")
+GZIP_MIN_BYTES = 1024
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+
+def json_response(obj, status: int = 200, headers: Mapping[str, str] | None = None,
+                  content_type: str = "application/json; charset=utf-8") -> Response:
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(status, body, {"Content-Type": content_type, **(headers or {})})
+
+
+def error_response(error: ODataError) -> Response:
+    """Every route answers client errors in the OData JSON error shape, so clients parse one format."""
+    return json_response(error.to_body(), error.status)
+
+
+def csv_lines(columns: list[str], rows: Iterable[Mapping]) -> Iterable[str]:
+    """RFC 4180 CSV (CRLF line ends, quotes doubled), header first, one row at a time."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+
+    def line(values) -> str:
+        writer.writerow(values)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield line(columns)
+    for row in rows:
+        yield line([_cell(row.get(c)) for c in columns])
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    for part in (accept_encoding or "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
+    return False
+
+
+def maybe_gzip(response: Response, accept_encoding: str | None) -> Response:
+    """Compress when the client accepts gzip and the body is worth it; JSON pages shrink about 10x."""
+    response.headers.setdefault("Vary", "Accept-Encoding")
+    if len(response.body) < GZIP_MIN_BYTES or not accepts_gzip(accept_encoding):
+        return response
+    response.body = gzip.compress(response.body, compresslevel=5)
+    response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+def guarded(handler: Callable[[], Response], what: str) -> Response:
+    """Run a route handler and turn every failure into a JSON error: client errors keep their status and
+    message; a store that is down or throttling answers 503 with Retry-After; anything else is logged with
+    its trace and answered 500 with no detail, so no stack trace ever reaches a client."""
+    try:
+        return handler()
+    except ODataError as exc:
+        return error_response(exc)
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        if status in (408, 429, 449, 503) or type(exc).__name__ in ("ServiceRequestError", "ServiceResponseError"):
+            log.warning("%s: the store is unavailable (%s)", what, type(exc).__name__)
+            response = error_response(ODataError(503, "StoreUnavailable",
+                                                 "the data store is busy or unreachable; try again shortly"))
+            response.headers["Retry-After"] = "10"
+            return response
+        log.exception("%s failed", what)
+        return error_response(ODataError(500, "InternalError", "the request failed on the server; the error is "
+                                                               "in the app's logs"))

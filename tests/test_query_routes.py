@@ -1,0 +1,311 @@
+"""The query API over real HTTP: the OData feed read by independent clients, paging, pushdown, errors, CSV."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import os
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from devstack.graphsim.server import GraphSimulator
+from devstack.localhost import FunctionIndex, make_server
+from shared.collector import run_days
+from shared.feeds import FEEDS
+from shared.store import strip_document
+
+from .collecting import TOKEN, fresh_settings, stored_rows
+
+WEEK = [dt.date(2026, 4, 6) + dt.timedelta(days=i) for i in range(7)]
+SETS = ("PstnCalls", "DirectRoutingCalls", "DailyUsage")
+
+
+@pytest.fixture(scope="module")
+def world(stack):
+    """A 2,500-row PSTN week collected into a fresh database, and the app served on a free port."""
+    with GraphSimulator(seed=5, token=TOKEN, rows_per_day={"pstn": 357, "directRouting": 40},
+                        rows_per_day_overrides={WEEK[3].isoformat(): {"pstn": 358, "directRouting": 40}}) as sim:
+        settings = fresh_settings(stack, sim.url)
+        report = run_days(settings, [FEEDS["pstn"], FEEDS["directRouting"]], WEEK[0], WEEK[-1])
+        assert not report.failed
+        env = {**stack.app_env(), "GRAPH_ENDPOINT": sim.url, "GRAPH_STATIC_TOKEN": TOKEN,
+               "COSMOS_DATABASE": settings.cosmos_database, "ARCHIVE_CONTAINER": settings.archive_container}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        from function_app import app
+        server = make_server(app, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield {"settings": settings, "sim": sim, "api": f"http://127.0.0.1:{server.server_address[1]}/api"}
+        finally:
+            server.shutdown()
+            server.server_close()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def store(world):
+    rows = {d["id"]: strip_document(d) for d in stored_rows(world["settings"], "pstn")}
+    assert len(rows) == 2500
+    return rows
+
+
+def odata(world, path="PstnCalls", params=None, headers=None):
+    return requests.get(f"{world['api']}/odata/{path}", params=params, headers=headers, timeout=30)
+
+
+def follow(world, first_url, headers=None):
+    rows, pages, url = [], 0, first_url
+    while url:
+        response = requests.get(url, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        rows += body["value"]
+        pages += 1
+        url = body.get("@odata.nextLink")
+    return rows, pages
+
+
+def by_start(rows):
+    return sorted(rows, key=lambda r: (r["startDateTime"], r["id"]))
+
+
+def declared(row: dict, entity="PstnCalls") -> dict:
+    from shared.odata import ENTITY_SETS
+    out = {}
+    row = {**row, "day": row["startDateTime"][:10]}  # the partition day, exposed as a property
+    for prop in ENTITY_SETS[entity].entity_type.properties:
+        value = row.get(prop.name)
+        out[prop.name] = ([] if prop.collection else None) if value is None else value
+    return out
+
+
+# --- the feed, read by independent OData clients --------------------------------------------------------------
+def test_python_odata_reads_metadata_pages_the_week_and_filters(world, store):
+    from odata import ODataService
+
+    session = requests.Session()
+    service = ODataService(f"{world['api']}/odata/", reflect_entities=True, session=session, quiet_progress=True)
+    PstnCall = service.entities["PstnCalls"]
+    everything = list(service.query(PstnCall))
+    assert len(everything) == 2500
+    assert {e.id for e in everything} == set(store)
+
+    some = next(iter(store.values()))
+    user, day = some["userPrincipalName"], dt.datetime.combine(WEEK[2], dt.time(), dt.timezone.utc)
+    q = service.query(PstnCall).filter(PstnCall.userPrincipalName == user) \
+        .filter(PstnCall.startDateTime >= day).filter(PstnCall.startDateTime < day + dt.timedelta(days=2))
+    got = {e.id for e in q}
+    want = {r["id"] for r in store.values() if r["userPrincipalName"] == user
+            and f"{WEEK[2]}" <= r["startDateTime"][:10] <= f"{WEEK[3]}"}
+    assert got == want and want
+
+
+def test_odatapy_reads_the_same_rows_with_typed_values(world, store):
+    from odatapy import client as odatapy
+
+    client = odatapy.EdmEnabledODataClient(f"{world['api']}/odata/", odatapy.HttpxTransport())
+    client.get_edm()
+    since = dt.datetime(2026, 4, 11, tzinfo=dt.timezone.utc)
+    uri = client.entity_set_uri("PstnCalls").filter(
+        odatapy.and_(odatapy.Field("startDateTime").ge(since), odatapy.Field("callType").eq("user_out")))
+    rows = list(client.iter_entities(uri))
+    want = [r for r in by_start(store.values()) if r["startDateTime"][:10] >= "2026-04-11"
+            and r["callType"] == "user_out"]
+    assert [r.get_value("id") for r in rows] == [r["id"] for r in want] and want
+    assert isinstance(rows[0].get_value("startDateTime"), dt.datetime)
+
+
+def test_incremental_refresh_range_returns_exactly_its_rows_from_its_days_only(world, store):
+    lo, hi = "2026-04-08T00:00:00Z", "2026-04-10T00:00:00Z"
+    response = odata(world, params={"$filter": f"startDateTime ge {lo} and startDateTime lt {hi}"})
+    assert response.status_code == 200
+    assert response.headers["X-Partitions-Read"] == "2"  # the 8th and the 9th, nothing else
+    rows, _ = follow(world, response.url)
+    want = [declared(r) for r in by_start(store.values()) if "2026-04-08" <= r["startDateTime"][:10] < "2026-04-10"]
+    assert rows == want
+
+
+@pytest.mark.parametrize("page_size, days", [(1, ("2026-04-07", "2026-04-08")), (7, ("2026-04-07", "2026-04-09")),
+                                             (1000, None)])
+def test_pages_concatenated_equal_one_unpaged_query(world, store, page_size, days):
+    params = {"$filter": f"startDateTime ge {days[0]}T00:00:00Z and startDateTime lt {days[1]}T00:00:00Z"} \
+        if days else {}
+    first = requests.Request("GET", f"{world['api']}/odata/PstnCalls", params=params).prepare().url
+    rows, pages = follow(world, first, headers={"Prefer": f"odata.maxpagesize={page_size}"})
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))
+    want = [r for r in by_start(store.values()) if not days or days[0] <= r["startDateTime"][:10] < days[1]]
+    assert rows == [declared(r) for r in want]
+    assert pages == max(1, -(-len(want) // page_size))  # one look-ahead row: no trailing empty page
+
+
+def test_orderby_descending_top_skip_select_and_counts(world, store):
+    ordered = by_start(store.values())
+    r = odata(world, params={"$orderby": "startDateTime desc", "$top": "5", "$skip": "2",
+                             "$select": "id,startDateTime", "$count": "true"})
+    body = r.json()
+    assert body["@odata.count"] == 2500
+    assert body["value"] == [{"id": x["id"], "startDateTime": x["startDateTime"]} for x in ordered[::-1][2:7]]
+    assert "@odata.nextLink" not in body and body["@odata.context"].endswith("#PstnCalls(id,startDateTime)")
+    top, pages = follow(world, f"{world['api']}/odata/PstnCalls?$top=25", headers={"Prefer": "odata.maxpagesize=10"})
+    assert [x["id"] for x in top] == [x["id"] for x in ordered[:25]] and pages == 3
+    count = odata(world, "PstnCalls/$count", params={"$filter": "callType eq 'user_in'"})
+    assert count.headers["Content-Type"].startswith("text/plain")
+    assert int(count.text) == sum(1 for x in store.values() if x["callType"] == "user_in")
+
+
+def test_service_document_and_metadata(world):
+    doc = odata(world, "").json()
+    assert [s["name"] for s in doc["value"]] == list(SETS)
+    meta = odata(world, "$metadata")
+    assert meta.status_code == 200 and b"<edmx:Edmx" in meta.content and b'Name="PstnCall"' in meta.content
+
+
+def test_responses_are_gzip_compressed_when_accepted(world):
+    raw = requests.get(f"{world['api']}/odata/PstnCalls", headers={"Accept-Encoding": "gzip"}, stream=True)
+    assert raw.headers["Content-Encoding"] == "gzip"
+    compressed = raw.raw.read()
+    plain = requests.get(f"{world['api']}/odata/PstnCalls", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    assert gzip.decompress(compressed) == plain.content and len(compressed) * 4 < len(plain.content)
+
+
+def test_daily_usage_entity_set_equals_the_summaries(world):
+    rows, _ = follow(world, f"{world['api']}/odata/DailyUsage?$filter=day ge 2026-04-06 and day le 2026-04-12")
+    assert sum(r["calls"] for r in rows if r["feed"] == "pstn") == 2500
+    assert sum(r["calls"] for r in rows if r["feed"] == "directRouting") == 7 * 40
+
+
+# --- hostile and malformed input --------------------------------------------------------------------------------
+BAD = [
+    ("PstnCalls", {"$filter": "startDateTime ge"}),
+    ("PstnCalls", {"$filter": "nosuchField eq 'x'"}),
+    ("PstnCalls", {"$filter": "userId eq 'x' or 1 eq 1; DROP TABLE c"}),
+    ("PstnCalls", {"$filter": "userId eq ''); SELECT * FROM c --'"}),
+    ("PstnCalls", {"$filter": "userId eq 'unterminated"}),
+    ("PstnCalls", {"$filter": "((userId eq 'x')"}),
+    ("PstnCalls", {"$filter": "duration eq 'ten'"}),
+    ("PstnCalls", {"$filter": "startDateTime ge 2026-13-45T00:00:00Z"}),
+    ("PstnCalls", {"$filter": "startDateTime ge 'yesterday'"}),
+    ("PstnCalls", {"$filter": "duration gt 99999999999999999999999999999"}),
+    ("PstnCalls", {"$filter": "(" * 300 + "id eq 'x'" + ")" * 300}),
+    ("PstnCalls", {"$filter": "administrativeUnitInfos eq 'x'"}),
+    ("PstnCalls", {"$filter": "year(startDateTime) eq 2026"}),
+    ("PstnCalls", {"$filter": "c.id eq 'x'"}),
+    ("PstnCalls", {"$top": "1000000000000000000000000000000"}),
+    ("PstnCalls", {"$top": "-1"}),
+    ("PstnCalls", {"$skip": "many"}),
+    ("PstnCalls", {"$select": "id,password"}),
+    ("PstnCalls", {"$orderby": "charge desc"}),
+    ("PstnCalls", {"$orderby": "startDateTime sideways"}),
+    ("PstnCalls", {"$expand": "user"}),
+    ("PstnCalls", {"$count": "maybe"}),
+    ("PstnCalls", {"$skiptoken": "not-a-token"}),
+    ("PstnCalls", {"$skiptoken": "eyJ2IjoxfQ"}),
+    ("PstnCalls", {"$format": "xml"}),
+    ("PstnCalls", {"$bogus": "1"}),
+    ("Nope", {}),
+    ("PstnCalls('abc')", {}),
+    ("PstnCalls/extra/path", {}),
+    ("DailyUsage", {"$filter": "day ge 2026-04-06T00:00:00Z"}),
+]
+
+
+@pytest.mark.parametrize("path, params", BAD)
+def test_malformed_or_hostile_requests_answer_4xx_or_501_with_an_error_body(world, path, params):
+    r = odata(world, path, params)
+    assert 400 <= r.status_code < 500 or r.status_code == 501, (r.status_code, r.text)
+    error = r.json()["error"]
+    assert error["code"] and error["message"] and "Traceback" not in r.text
+
+
+def test_a_skiptoken_from_another_query_is_refused(world):
+    page = odata(world, params={"$filter": "callType eq 'user_in'"}, headers={"Prefer": "odata.maxpagesize=5"}).json()
+    token = parse_qs(urlsplit(page["@odata.nextLink"]).query)["$skiptoken"][0]
+    r = odata(world, params={"$filter": "callType eq 'user_out'", "$skiptoken": token})
+    assert r.status_code == 400 and "different query" in r.json()["error"]["message"]
+
+
+# --- the simple routes ------------------------------------------------------------------------------------------
+def test_calls_route_json_and_csv_agree_with_the_store(world, store):
+    user = next(iter(store.values()))["userPrincipalName"]
+    params = {"from": "2026-04-07", "to": "2026-04-08", "user": user}
+    as_json = requests.get(f"{world['api']}/calls", params=params).json()
+    want = [r for r in by_start(store.values())
+            if r["userPrincipalName"] == user and "2026-04-07" <= r["startDateTime"][:10] <= "2026-04-08"]
+    assert [r["id"] for r in as_json["value"]] == [r["id"] for r in want] and want
+    assert as_json["value"][0] == {**want[0], "day": want[0]["startDateTime"][:10]}
+
+    response = requests.get(f"{world['api']}/calls", params={**params, "format": "csv"})
+    assert response.headers["Content-Type"].startswith("text/csv") and response.content.count(b"\r\n") == len(want) + 1
+    table = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["id"] for r in table] == [r["id"] for r in want]
+    assert table[0]["duration"] == str(want[0]["duration"])
+
+
+def test_calls_route_pages_with_a_link_header(world, store):
+    params = {"from": "2026-04-06", "to": "2026-04-12", "limit": "1000", "callType": "user_in,user_out"}
+    ids, url = [], f"{world['api']}/calls"
+    while url:
+        r = requests.get(url, params=params if url.endswith("/calls") else None)
+        ids += [x["id"] for x in r.json()["value"]]
+        url = r.json().get("nextLink")
+        assert (url is None) == ("Link" not in r.headers)
+    want = [r["id"] for r in by_start(store.values()) if r["callType"] in ("user_in", "user_out")]
+    assert ids == want
+
+
+def test_usage_route_as_csv(world):
+    r = requests.get(f"{world['api']}/usage", params={"from": "2026-04-06", "to": "2026-04-12", "format": "csv",
+                                                      "feed": "pstn"})
+    table = list(csv.DictReader(io.StringIO(r.text)))
+    assert sum(int(row["calls"]) for row in table) == 2500
+
+
+@pytest.mark.parametrize("route, params", [
+    ("calls", {}), ("calls", {"from": "someday"}), ("calls", {"from": "2026-04-06", "to": "2026-04-01"}),
+    ("calls", {"from": "2026-04-06T00:00:00"}), ("calls", {"from": "2020-01-01", "to": "2026-01-01"}),
+    ("calls", {"from": "2026-04-06", "feed": "sms"}), ("calls", {"from": "2026-04-06", "format": "xlsx"}),
+    ("calls", {"from": "2026-04-06", "limit": "0"}), ("calls", {"from": "2026-04-06", "after": "garbage"}),
+    ("calls", {"from": "2026-04-06", "color": "blue"}), ("usage", {"from": "2026-04-06", "limit": "9" * 30}),
+])
+def test_simple_routes_refuse_bad_parameters_by_name(world, route, params):
+    r = requests.get(f"{world['api']}/{route}", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_every_query_route_declares_function_auth(world):
+    from function_app import app
+
+    levels = {r.name: r.auth_level for r in FunctionIndex.of(app).routes}
+    assert {k: v for k, v in levels.items() if k != "health"} == {"odata": "function", "calls": "function",
+                                                                  "usage": "function"}
+
+
+# Last: it adds rows to the module's week, which the tests above count.
+def test_paging_resumes_exactly_while_ingestion_writes(world, store):
+    settings, sim = world["settings"], world["sim"]
+    filter_ = "startDateTime ge 2026-04-06T00:00:00Z and startDateTime lt 2026-04-07T00:00:00Z"
+    headers = {"Prefer": "odata.maxpagesize=100"}
+    first = odata(world, params={"$filter": filter_}, headers=headers).json()
+    # Late rows land in the middle of the day while a client is between pages.
+    sim.configure(late_rows=[{"day": "2026-04-06", "feed": "pstn", "count": 30, "after_requests": 0}])
+    run_days(settings, [FEEDS["pstn"]], WEEK[0], WEEK[0])
+    rest, _ = follow(world, first["@odata.nextLink"], headers=headers)
+    rows = first["value"] + rest
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))  # nothing twice
+    before = {r["id"] for r in store.values() if r["startDateTime"][:10] == "2026-04-06"}
+    assert before <= set(ids)  # nothing that existed was skipped
+    assert [r["startDateTime"] for r in rows] == sorted(r["startDateTime"] for r in rows)
+    sim.configure(late_rows=[])
