@@ -100,6 +100,9 @@ class FunctionIndex:
             user_function = function.get_user_function()
             if trigger["type"] == "httpTrigger":
                 route = trigger.get("route") or name
+                if route.strip("/").lower().split("/")[0] == "admin":
+                    # The real host refuses these (its own API owns the prefix); refuse them here too.
+                    raise ValueError(f"function {name}: routes may not start with 'admin' (reserved by the host)")
                 auth = str(trigger.get("authLevel", "function")).lower().split(".")[-1]
                 methods = {m.upper() for m in (trigger.get("methods") or ["GET", "POST"])}
                 self.routes.append(HttpRoute(name, _route_regex(route), methods, auth, user_function))

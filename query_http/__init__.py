@@ -22,9 +22,8 @@ def _api_base(req: func.HttpRequest) -> str:
     return f"{url.scheme}://{url.netloc}/api"
 
 
-def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
-    """Load settings, run the handler over the containers, answer every failure as a JSON error."""
-    from shared.connections import cosmos_client
+def _with_settings(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
+    """Load settings, run handler(settings), and answer every failure as a JSON error."""
     from shared.odata.errors import ODataError
     from shared.settings import SettingsError, load_settings
     from shared.web import error_response, guarded
@@ -33,8 +32,14 @@ def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
         settings = load_settings()
     except SettingsError as exc:
         return _reply(error_response(ODataError(500, "Misconfigured", f"the app's settings are invalid: {exc}")), req)
+    return _reply(guarded(lambda: handler(settings), what), req)
 
-    def run():
+
+def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
+    """Like _with_settings, handing the handler the Cosmos containers of the query routes."""
+    from shared.connections import cosmos_client
+
+    def run(settings):
         database = cosmos_client(settings).get_database_client(settings.cosmos_database)
         containers = {
             "pstn": database.get_container_client(settings.cosmos_pstn_container),
@@ -43,7 +48,15 @@ def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
         }
         return handler(containers)
 
-    return _reply(guarded(run, what), req)
+    return _with_settings(req, what, run)
+
+
+def _ledger(settings):
+    from shared.connections import cosmos_client
+    from shared.ledger import Ledger
+
+    database = cosmos_client(settings).get_database_client(settings.cosmos_database)
+    return Ledger(database.get_container_client(settings.cosmos_runs_container))
 
 
 # Anonymous on purpose: platform health probes call it without a key. It reveals only ok / failed per part.
@@ -77,3 +90,44 @@ def usage(req: func.HttpRequest) -> func.HttpResponse:
 
     return _serve(req, "usage", lambda containers: answer(dict(req.params), containers["dailyUsage"],
                                                           _api_base(req)))
+
+
+@bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.ops_api import status_response
+
+    return _with_settings(req, "status", lambda settings: status_response(dict(req.params), settings,
+                                                                          _ledger(settings)))
+
+
+@bp.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.ops_api import dashboard_response
+
+    return _with_settings(req, "dashboard", lambda settings: dashboard_response(dict(req.params), settings,
+                                                                                _ledger(settings)))
+
+
+# Operator actions. Their routes start with "ops/", not "admin/": the Functions host reserves the "admin" prefix
+# for its own API and refuses function routes that start with it, even under /api (azure-functions-host#1781).
+@bp.route(route="ops/collect", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def ops_collect(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.ops_api import backfill
+
+    return _with_settings(req, "ops/collect", lambda settings: backfill(dict(req.params), settings,
+                                                                        _ledger(settings), _api_base(req)))
+
+
+@bp.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.collector import build_collector
+    from shared.ops_api import replay
+
+    def run(settings):
+        collector = build_collector(settings)
+        try:
+            return replay(dict(req.params), settings, collector)
+        finally:
+            collector.close()
+
+    return _with_settings(req, "ops/replay", run)

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 from .archive import Archive, Manifest, PageEntry, run_prefix
 from .feeds import FEEDS, Feed, enabled_feeds
 from .ledger import DayOutcome, Ledger, new_run_id
+from .replay import ReplayReport, replay_day
 from .settings import Settings
 from .store import CallStore, DayWriter
 from .summaries import SummaryStore
@@ -59,13 +60,13 @@ class Collector:
     """Everything a run needs, wired once. Build it with `build_collector(settings)`."""
 
     def __init__(self, settings: Settings, graph, archive: Archive, stores: dict[str, CallStore], ledger: Ledger,
-                 after_day: Iterable[Callable[[Feed, DayOutcome], None]] = ()):
+                 summaries: SummaryStore):
         self.settings = settings
         self.graph = graph
         self.archive = archive
         self.stores = stores
         self.ledger = ledger
-        self.after_day = list(after_day)
+        self.summaries = summaries
         # Feeds whose sub-windows returned rows outside themselves: Graph ignored the time part, so only
         # whole-day windows are safe for them from now on.
         self.whole_day_only: set[str] = set()
@@ -91,7 +92,7 @@ class Collector:
         prefix = run_prefix(feed.name, self.settings.graph_api_version, day, run_id)
         manifest = Manifest(feed.name, self.settings.graph_api_version, day_text, self.settings.time_zone, run_id,
                             window={"start": _iso(window.start), "end": _iso(window.end)}, started=started_at)
-        writer = DayWriter(self.stores[feed.name], run_id, self.pool, 2 * self.settings.upsert_concurrency)
+        writer = DayWriter(self.stores[feed.name], self.pool, 2 * self.settings.upsert_concurrency)
         stats_before = self.graph.stats.snapshot()
         outcome = DayOutcome(feed.name, day_text, run_id, "failed", started_at, "")
         try:
@@ -132,11 +133,10 @@ class Collector:
             if outcome.outcome == "succeeded":
                 outcome.outcome, outcome.error = "failed", f"writing the run manifest failed: {_describe(exc)}"
         if outcome.outcome == "succeeded":
-            for hook in self.after_day:
-                try:
-                    hook(feed, outcome)
-                except Exception as exc:
-                    outcome.outcome, outcome.error = "failed", f"after-day step failed: {_describe(exc)}"
+            try:
+                self.refresh_summaries(feed, outcome.days_written)
+            except Exception as exc:
+                outcome.outcome, outcome.error = "failed", f"updating the daily summaries failed: {_describe(exc)}"
         try:
             self.ledger.record(outcome)
         except Exception as exc:
@@ -178,6 +178,18 @@ class Collector:
                     future.result()
         return strays
 
+    def refresh_summaries(self, feed: Feed, utc_days: Iterable[str]) -> None:
+        # Only the UTC days that were written to: an unchanged re-scan leaves their summaries (and RU) alone.
+        for day in utc_days:
+            self.summaries.recompute(feed.name, day, self.stores[feed.name].container)
+
+    def replay(self, feed: Feed, day: dt.date) -> ReplayReport:
+        """Rebuild the day's documents (and summaries) from the archive, without calling Graph."""
+        report = replay_day(feed, day, self.settings.graph_api_version, self.archive, self.stores[feed.name],
+                            self.pool, self.settings.upsert_concurrency)
+        self.refresh_summaries(feed, report.days_written)
+        return report
+
     # --- a run ----------------------------------------------------------------------------------------
     def run(self, work: list[tuple[Feed, dt.date]], budget_seconds: float, run_id: str | None = None,
             progress: Progress | None = None) -> RunReport:
@@ -202,8 +214,8 @@ class Collector:
             if progress:
                 progress(outcome)
         report.ended = _iso_now()
-        log.info("run %s finished: %s", run_id, report.totals(), extra={"custom_dimensions": {
-            "event": "run", "runId": run_id, **report.totals()}})
+        log.info("run %s finished: %s", run_id, report.totals(),
+                 extra={"event": "collect.run", "runId": run_id, **report.totals()})
         return report
 
 
@@ -220,16 +232,16 @@ def _inside(row: dict, window: Window, to_inclusive: bool) -> bool:
 
 
 def _log_outcome(o: DayOutcome) -> None:
-    dims = {"event": "day", "feed": o.feed, "day": o.day, "runId": o.run_id, "outcome": o.outcome,
+    # Flat fields: they become Application Insights custom dimensions (see shared/telemetry.py).
+    dims = {"event": "collect.day", "feed": o.feed, "day": o.day, "runId": o.run_id, "outcome": o.outcome,
             "pages": o.pages, "rows": o.rows, "new": o.new, "changed": o.changed, "unchanged": o.unchanged,
             "retries": o.retries, "throttledSeconds": o.throttled_seconds, "durationSeconds": o.duration_seconds}
     if o.outcome == "failed":
-        log.error("feed %s day %s failed: %s", o.feed, o.day, o.error,
-                  extra={"custom_dimensions": {**dims, "error": o.error}})
+        log.error("feed %s day %s failed: %s", o.feed, o.day, o.error, extra={**dims, "error": o.error})
     else:
         log.info("feed %s day %s %s: %d rows in %d pages (%d new, %d changed, %d unchanged) in %.1fs",
                  o.feed, o.day, o.outcome, o.rows, o.pages, o.new, o.changed, o.unchanged, o.duration_seconds,
-                 extra={"custom_dimensions": dims})
+                 extra=dims)
 
 
 # --- wiring -------------------------------------------------------------------------------------------
@@ -244,22 +256,22 @@ def build_collector(settings: Settings, graph=None, credential=None) -> Collecto
     archive = Archive(blob_service(settings).get_container_client(settings.archive_container))
     graph = graph or GraphClient(settings, credential or graph_credential(settings))
     summaries = SummaryStore(database.get_container_client(settings.cosmos_summaries_container))
-
-    def refresh_summaries(feed: Feed, outcome: DayOutcome) -> None:
-        # Only the UTC days this run wrote to: an unchanged re-scan leaves their summaries (and RU) alone.
-        for day in outcome.days_written:
-            summaries.recompute(feed.name, day, stores[feed.name].container)
-
-    return Collector(settings, graph, archive, stores, ledger, after_day=[refresh_summaries])
+    return Collector(settings, graph, archive, stores, ledger, summaries)
 
 
 def scheduled_work(settings: Settings, ledger: Ledger, now: dt.datetime | None = None) -> list[tuple[Feed, dt.date]]:
-    """The timer's work list: missing days since the coverage start plus the trailing re-scan, per feed."""
+    """The timer's work list per feed: missing days since the coverage start, the trailing re-scan, and the
+    days of pending backfill requests (which may lie before the coverage start)."""
+    from .windows import days_between
+
     last = yesterday(settings.time_zone, now)
     work = []
     for feed in enabled_feeds(settings):
         first = ledger.coverage_start(feed.name, settings.coverage_start, last + dt.timedelta(days=1))
-        work += [(feed, day) for day in ledger.work_list(feed.name, first, last, settings.rescan_days)]
+        days = set(ledger.work_list(feed.name, first, last, settings.rescan_days))
+        for request in ledger.backfills(feed.name, pending_only=True):
+            days.update(days_between(dt.date.fromisoformat(request["from"]), dt.date.fromisoformat(request["to"])))
+        work += [(feed, day) for day in sorted(days) if day <= last]
     return work
 
 
@@ -269,7 +281,11 @@ def run_scheduled(settings: Settings, now: dt.datetime | None = None, collector:
     collector = collector or build_collector(settings)
     try:
         work = scheduled_work(settings, collector.ledger, now)
-        return collector.run(work, settings.time_budget_seconds, progress=progress)
+        report = collector.run(work, settings.time_budget_seconds, progress=progress)
+        for feed in enabled_feeds(settings):
+            for request in collector.ledger.settle_backfills(feed.name):
+                log.info("backfill %s of %s %s..%s is done", request["id"], feed.name, request["from"], request["to"])
+        return report
     finally:
         if owned:
             collector.close()

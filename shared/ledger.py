@@ -4,6 +4,7 @@ Documents (container COSMOS_RUNS_CONTAINER, partition key /pk = the feed name):
   day:{day}            the day's state: status of its last run, last success, last error, row counts, lease
   run:{runId}:{day}    one run's outcome for the day (kept as history)
   meta                 the feed's coverage start, fixed on the first run
+  backfill:{id}        an operator's request to collect a date range again; done when every day succeeded
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 def _iso(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return now.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Ledger:
@@ -142,11 +143,43 @@ class Ledger:
             state.pop(system_field, None)
         self.container.upsert_item(state)
 
-    def runs(self, feed: str, day: str | None = None) -> list[dict]:
+    # --- backfill requests -----------------------------------------------------------------------------
+    def request_backfill(self, feed: str, first: dt.date, last: dt.date, requested_by: str = "operator") -> dict:
+        doc = {"id": f"backfill:{uuid.uuid4().hex[:12]}", "pk": feed, "kind": "backfill", "feed": feed,
+               "from": first.isoformat(), "to": last.isoformat(), "status": "pending",
+               "requestedAt": _iso(self.clock()), "requestedBy": requested_by, "completedAt": None}
+        self.container.create_item(doc)
+        return doc
+
+    def backfills(self, feed: str, pending_only: bool = False) -> list[dict]:
+        query = "SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'backfill'"
+        if pending_only:
+            query += " AND c.status = 'pending'"
+        items = self.container.query_items(query, parameters=[{"name": "@feed", "value": feed}], partition_key=feed)
+        return sorted(items, key=lambda b: b["requestedAt"])
+
+    def settle_backfills(self, feed: str) -> list[dict]:
+        """Mark done every pending request whose days all succeeded in a run that began after it was made."""
+        states = self.day_states(feed)
+        done = []
+        for request in self.backfills(feed, pending_only=True):
+            days = days_between(dt.date.fromisoformat(request["from"]), dt.date.fromisoformat(request["to"]))
+            if all((states.get(d.isoformat(), {}).get("lastSuccessAt") or "") >= request["requestedAt"]
+                   for d in days):
+                request.update({"status": "done", "completedAt": _iso(self.clock())})
+                self.container.upsert_item({k: v for k, v in request.items() if not k.startswith("_")})
+                done.append(request)
+        return done
+
+    def runs(self, feed: str, day: str | None = None, since: str | None = None) -> list[dict]:
+        """Run records of a feed, oldest first: of one day, or of every day since a start time."""
         query = "SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'run'"
         params = [{"name": "@feed", "value": feed}]
         if day:
             query += " AND c.day = @day"
             params.append({"name": "@day", "value": day})
+        if since:
+            query += " AND c.started >= @since"
+            params.append({"name": "@since", "value": since})
         items = list(self.container.query_items(query, parameters=params, partition_key=feed))
         return sorted(items, key=lambda r: (r["started"], r["run_id"]))

@@ -62,7 +62,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("COSMOS_RUNS_CONTAINER", "runs", "Container of the run ledger and leases (partition key /pk)."),
     Spec("COSMOS_SUMMARIES_CONTAINER", "dailyUsage", "Container of daily usage summaries (partition key /day)."),
     Spec("STORAGE_CONNECTION_STRING", None,
-         "Blob storage connection string (local Azurite); set this or STORAGE_ACCOUNT_URL."),
+         "Blob storage connection string (local Azurite); set this or STORAGE_ACCOUNT_URL.", secret=True),
     Spec("STORAGE_ACCOUNT_URL", None,
          "Blob service URL, e.g. https://ACCOUNT.blob.core.windows.net, reached with the managed identity."),
     Spec("ARCHIVE_CONTAINER", "callrecords-raw", "Blob container of the raw Graph pages and run manifests."),
@@ -74,6 +74,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("SUBWINDOWS", "1", "Concurrent sub-windows a day is fetched in (1 = whole day)."),
     Spec("UPSERT_CONCURRENCY", "8", "Concurrent Cosmos writes (each a batch of up to 100 rows of one day)."),
     Spec("COLLECT_SCHEDULE", "0 30 3 * * *", "NCRONTAB schedule of the collector (UTC): daily at 03:30 by default."),
+    Spec("APPLICATIONINSIGHTS_CONNECTION_STRING", None,
+         "Application Insights connection string; when set, logs go there with their fields as custom dimensions."),
+    Spec("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
+         "Authorization=AAD (with ClientId=...) to send telemetry with the managed identity instead of a key."),
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 
@@ -111,6 +115,8 @@ class Settings:
     subwindows: int
     upsert_concurrency: int
     collect_schedule: str
+    applicationinsights_connection_string: str | None
+    applicationinsights_authentication_string: str | None
 
     def masked(self) -> dict[str, object]:
         """The settings in force, secrets replaced, safe to log or show on a status page."""
@@ -287,6 +293,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         subwindows=_number("SUBWINDOWS", required("SUBWINDOWS"), int, 1, 24),
         upsert_concurrency=_number("UPSERT_CONCURRENCY", required("UPSERT_CONCURRENCY"), int, 1, 64),
         collect_schedule=_cron("COLLECT_SCHEDULE", required("COLLECT_SCHEDULE")),
+        applicationinsights_connection_string=raw("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        applicationinsights_authentication_string=raw("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
     )
 
 

@@ -1,10 +1,12 @@
 """Call rows in Cosmos DB: one document per Graph row, id = the row's id, partition key = its UTC start day.
 
-A document is the row exactly as Graph sent it (every field, unknown and beta ones too) plus four derived
+A document is the row exactly as Graph sent it (every field, unknown and beta ones too) plus three derived
 fields: `day` (partition key), `startUtc` (startDateTime normalised to UTC with 7 fractional digits, so that
-string order is time order for range filters, sorting and paging, whatever precision Graph sent), `rowHash`
-(sha256 of the row's canonical JSON) and `runId` (the run that last wrote it). A row whose hash is unchanged is not written again, so re-scanning an unchanged day costs one query
-per day and no writes.
+string order is time order for range filters, sorting and paging, whatever precision Graph sent) and `rowHash`
+(sha256 of the row's canonical JSON). A document is a function of its row alone, so replaying archived pages
+rebuilds exactly the documents collection wrote (which run wrote a row is in the ledger and the manifests).
+A row whose hash is unchanged is not written again, so re-scanning an unchanged day costs one query per day
+and no writes.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Iterable
 
 from .windows import canonical_instant, parse_instant
 
-DERIVED_FIELDS = ("day", "startUtc", "rowHash", "runId")
+DERIVED_FIELDS = ("day", "startUtc", "rowHash")
 COSMOS_SYSTEM_FIELDS = ("_rid", "_self", "_etag", "_attachments", "_ts")
 # Transactional batches take at most 100 operations and 2 MB of one partition key; stay well inside both.
 BATCH_OPERATIONS = 100
@@ -34,7 +36,7 @@ def row_hash(row: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def to_document(row: dict, run_id: str) -> dict:
+def to_document(row: dict) -> dict:
     row_id = row.get("id")
     if not isinstance(row_id, str) or not row_id or FORBIDDEN_ID_CHARS & set(row_id) or len(row_id) > 255:
         raise RowError(f"row has no usable id: {str(row_id)[:80]!r}")
@@ -48,7 +50,7 @@ def to_document(row: dict, run_id: str) -> dict:
         # Graph added a field with one of our names: refuse rather than silently overwrite its value.
         raise RowError(f"row {row_id} carries field(s) {clash} that the store derives itself")
     return {**row, "day": instant.date().isoformat(), "startUtc": canonical_instant(start),
-            "rowHash": row_hash(row), "runId": run_id}
+            "rowHash": row_hash(row)}
 
 
 def strip_document(doc: dict) -> dict:
@@ -107,9 +109,8 @@ class DayWriter:
     pages a day has. `finish()` waits for every batch and raises the first failure.
     """
 
-    def __init__(self, store: CallStore, run_id: str, pool: ThreadPoolExecutor, max_in_flight: int):
+    def __init__(self, store: CallStore, pool: ThreadPoolExecutor, max_in_flight: int):
         self.store = store
-        self.run_id = run_id
         self.pool = pool
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.lock = threading.Lock()
@@ -125,7 +126,7 @@ class DayWriter:
         return self.known[day]
 
     def add(self, rows: Iterable[dict]) -> WriteCounts:
-        docs = [to_document(row, self.run_id) for row in rows]  # validates the whole page before writing any
+        docs = [to_document(row) for row in rows]  # validates the whole page before writing any
         counts = WriteCounts()
         pending: dict[str, list[dict]] = {}
         with self.lock:

@@ -49,8 +49,6 @@ LEFT_UNSET_IN_AZURE = {
 # Settings the Functions host (not the app) reads, which Bicep may set: one explicit list of patterns.
 HOST_SETTINGS = (
     "AzureWebJobsStorage__*",                    # identity-based host storage: accountName, credential, clientId
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # Entra ID telemetry ingestion (local auth is off)
     "AzureWebJobs.*.Disabled",                   # switching one function off from the portal
     "AzureWebJobsFeatureFlags",
     "WEBSITE_*",
@@ -68,6 +66,8 @@ RUNTIME_STAND_INS = {
     "STORAGE_ACCOUNT_URL": "https://stexample.blob.core.windows.net/",
     "GRAPH_CLIENT_ID": "00000000-0000-0000-0000-0000000000c1",
     "AZURE_CLIENT_ID": "00000000-0000-0000-0000-0000000000c1",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=00000000-0000-0000-0000-0000000000c1;Authorization=AAD",
 }
 # App settings whose Bicep default deliberately differs from the code's default (none today).
 AZURE_DEFAULT_DIFFERS: dict[str, str] = {}

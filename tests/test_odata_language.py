@@ -437,7 +437,7 @@ def _call_docs(rng: random.Random, kind: str, count: int) -> list[dict]:
                "callerNumber": rng.choice(["+4930123", "+14155550100", "tel:+99", None]),
                "calleeNumber": rng.choice(["+4930555", "+33155500", "+4930123"]),
                "endDateTime": rng.choice([start[:-1].split(".")[0] + "Z", start, "2026-05-10T00:00:00.0000000Z"]),
-               "administrativeUnitInfos": rng.choice([[], [{"id": "au1"}]]), "rowHash": "h", "runId": "r"}
+               "administrativeUnitInfos": rng.choice([[], [{"id": "au1"}]]), "rowHash": "h"}
         if kind == "pstn":
             doc.update({"charge": rng.choice([0, 0.5, 0.25, 1.75, 12]),
                         "connectionCharge": rng.choice([0, 0.1]),

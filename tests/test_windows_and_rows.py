@@ -62,8 +62,8 @@ ROW = {"id": "9c4984c7-6c3c-427d-a30c-bd0b2eacee90", "startDateTime": "2019-11-0
 
 
 def test_a_document_keeps_every_field_and_adds_the_derived_ones():
-    doc = to_document(ROW, "run-1")
-    assert doc["day"] == "2019-11-01" and doc["runId"] == "run-1" and doc["rowHash"] == row_hash(ROW)
+    doc = to_document(ROW)
+    assert doc["day"] == "2019-11-01" and doc["rowHash"] == row_hash(ROW)
     assert doc["startUtc"] == "2019-11-01T00:00:08.2589935Z"
     assert strip_document({**doc, "_etag": "x", "_ts": 1}) == ROW
 
@@ -83,7 +83,7 @@ def test_the_hash_ignores_key_order_but_not_values():
 ])
 def test_rows_the_store_cannot_hold_are_refused_with_a_reason(row, message):
     with pytest.raises(RowError, match=message):
-        to_document(row, "run")
+        to_document(row)
 
 
 def test_batches_respect_the_operation_limit():

@@ -1,0 +1,82 @@
+"""What an operator asks first: is it collecting, and is anything missing? Built from the run ledger."""
+from __future__ import annotations
+
+import datetime as dt
+
+from .feeds import enabled_feeds
+from .ledger import Ledger
+from .settings import Settings
+from .windows import days_between, yesterday
+
+DEFAULT_DAYS = 90
+
+
+def next_run(schedule: str, now: dt.datetime) -> str | None:
+    """The next time the NCRONTAB schedule fires after `now` (UTC), or None if it is a %SETTING% expression."""
+    from croniter import croniter
+
+    if not croniter.is_valid(schedule, second_at_beginning=True):
+        return None
+    following = croniter(schedule, now.astimezone(dt.timezone.utc), second_at_beginning=True).get_next(dt.datetime)
+    return following.isoformat().replace("+00:00", "Z")
+
+
+def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = None,
+                 days: int = DEFAULT_DAYS) -> dict:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    last_day = yesterday(settings.time_zone, now)
+    window_start = last_day - dt.timedelta(days=days - 1)
+    feeds = {}
+    for feed in enabled_feeds(settings):
+        states = ledger.day_states(feed.name)
+        coverage_start = ledger.coverage_start(feed.name, settings.coverage_start, last_day + dt.timedelta(days=1))
+        first = max(coverage_start, window_start)
+        runs = ledger.runs(feed.name, since=(window_start - dt.timedelta(days=1)).isoformat())
+        day_rows, gaps, failed = [], [], []
+        for day in days_between(first, last_day) if first <= last_day else []:
+            state = states.get(day.isoformat(), {})
+            status = state.get("status") or "missing"
+            entry = {"day": day.isoformat(), "status": status, "rows": state.get("rows"),
+                     "lastRunAt": state.get("lastRunAt"), "lastSuccessAt": state.get("lastSuccessAt"),
+                     "error": state.get("lastError") if status == "failed" else None}
+            day_rows.append(entry)
+            if not state.get("lastSuccessAt"):
+                gaps.append(day.isoformat())
+            if status == "failed":
+                failed.append({"day": day.isoformat(), "error": state.get("lastError"),
+                               "lastRunAt": state.get("lastRunAt")})
+        finished = [r for r in runs if r.get("outcome") in ("succeeded", "failed")]
+        last = max(finished, key=lambda r: r["ended"], default=None)
+        last_success = max((s.get("lastSuccessAt") or "" for s in states.values()), default="") or None
+        feeds[feed.name] = {
+            "coverageStart": coverage_start.isoformat(),
+            "window": {"from": first.isoformat(), "to": last_day.isoformat()},
+            "lastRun": _run_summary(last),
+            "lastSuccessAt": last_success,
+            "days": day_rows,
+            "daysCovered": sum(1 for d in day_rows if d["lastSuccessAt"]),
+            "rows": sum(d["rows"] or 0 for d in day_rows),
+            "gaps": gaps,
+            "failed": failed,
+            "recentRuns": [_run_summary(r) for r in sorted(finished, key=lambda r: r["ended"], reverse=True)[:20]],
+            "backfills": [_backfill_summary(b) for b in ledger.backfills(feed.name)][-20:],
+        }
+    return {
+        "generatedAt": now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "healthy": all(not f["failed"] and not f["gaps"] for f in feeds.values()),
+        "nextRun": next_run(settings.collect_schedule, now),
+        "feeds": feeds,
+        "settings": settings.masked(),
+    }
+
+
+def _run_summary(run: dict | None) -> dict | None:
+    if run is None:
+        return None
+    keys = ("run_id", "feed", "day", "outcome", "started", "ended", "rows", "pages", "new", "changed", "unchanged",
+            "retries", "throttled_seconds", "duration_seconds", "error")
+    return {k: run.get(k) for k in keys}
+
+
+def _backfill_summary(request: dict) -> dict:
+    return {k: request.get(k) for k in ("id", "feed", "from", "to", "status", "requestedAt", "completedAt")}
