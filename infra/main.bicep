@@ -5,7 +5,7 @@
 // Cosmos DB NoSQL account with key auth disabled; Log Analytics + Application Insights; two alert rules.
 // The identity reaches every store through role assignments; the app settings carry endpoints, never keys.
 // Granting the Microsoft Graph app role is a directory operation: infra/hooks/postprovision.* does it after
-// provisioning when the deployer may (infra/DEPLOY.md has the one-command fallback).
+// provisioning when the deployer may (README.md, "Deploy to Azure", has the one-command fallback).
 targetScope = 'subscription'
 
 // ---- Environment -------------------------------------------------------------------------------------------

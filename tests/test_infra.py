@@ -667,7 +667,7 @@ def test_hook_without_the_right_prints_a_working_one_command_fallback(tmp_path, 
 
 
 def test_documented_manual_grant_is_one_working_command(tmp_path):
-    doc = (INFRA / "DEPLOY.md").read_text()
+    doc = (ROOT / "README.md").read_text()
     command = next(line.strip() for line in doc.splitlines() if line.strip().startswith("az rest --method POST"))
     _run_hook(tmp_path, FAKE_EXISTING="1")  # writes the fake az
     log = tmp_path / "admin.log"

@@ -23,7 +23,7 @@ function Show-Fallback([string]$why) {
     Write-Host 'Or, in PowerShell with the Microsoft.Graph module:'
     Write-Host "  Connect-MgGraph -Scopes AppRoleAssignment.ReadWrite.All,Application.Read.All; New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $p -PrincipalId $p -AppRoleId $roleId -ResourceId (Get-MgServicePrincipal -Filter `"appId eq '$graphAppId'`").Id"
     Write-Host ''
-    Write-Host "Then run this hook again with 'azd hooks run postprovision', or just wait: see infra/DEPLOY.md."
+    Write-Host "Then run this hook again with 'azd hooks run postprovision', or just wait: see README.md, "Grant the Microsoft Graph permission"."
     exit 0
 }
 

@@ -35,7 +35,7 @@ fallback() {
   say ""
   say "  az rest --method POST --url \"$graph/v1.0/servicePrincipals/${principal:-<AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID>}/appRoleAssignments\" --body \"{\\\"principalId\\\":\\\"${principal:-<AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID>}\\\",\\\"resourceId\\\":\\\"\$(az ad sp show --id $GRAPH_APP_ID --query id -o tsv)\\\",\\\"appRoleId\\\":\\\"$role_id\\\"}\""
   say ""
-  say "Then run this hook again with 'azd hooks run postprovision', or just wait: see infra/DEPLOY.md."
+  say "Then run this hook again with 'azd hooks run postprovision', or just wait: see README.md, "Grant the Microsoft Graph permission"."
   exit 0
 }
 
