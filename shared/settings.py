@@ -74,6 +74,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("SUBWINDOWS", "1", "Concurrent sub-windows a day is fetched in (1 = whole day)."),
     Spec("UPSERT_CONCURRENCY", "8", "Concurrent Cosmos writes (each a batch of up to 100 rows of one day)."),
     Spec("COLLECT_SCHEDULE", "0 30 3 * * *", "NCRONTAB schedule of the collector (UTC): daily at 03:30 by default."),
+    Spec("PRIVACY_MASK", "false",
+         "true: the query routes mask phone numbers (all but the last 4 digits) and client IP addresses, and refuse "
+         "filters on them."),
     Spec("APPLICATIONINSIGHTS_CONNECTION_STRING", None,
          "Application Insights connection string; when set, logs go there with their fields as custom dimensions."),
     Spec("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
@@ -115,6 +118,7 @@ class Settings:
     subwindows: int
     upsert_concurrency: int
     collect_schedule: str
+    privacy_mask: bool
     applicationinsights_connection_string: str | None
     applicationinsights_authentication_string: str | None
 
@@ -161,6 +165,13 @@ def _number(name: str, value: str, kind: Callable[[str], float | int], low: floa
     if not low <= number <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value!r}")
     return number
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+    return lowered in ("true", "1", "yes")
 
 
 def _cron(name: str, value: str) -> str:
@@ -293,6 +304,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         subwindows=_number("SUBWINDOWS", required("SUBWINDOWS"), int, 1, 24),
         upsert_concurrency=_number("UPSERT_CONCURRENCY", required("UPSERT_CONCURRENCY"), int, 1, 64),
         collect_schedule=_cron("COLLECT_SCHEDULE", required("COLLECT_SCHEDULE")),
+        privacy_mask=_boolean("PRIVACY_MASK", required("PRIVACY_MASK")),
         applicationinsights_connection_string=raw("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         applicationinsights_authentication_string=raw("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
     )

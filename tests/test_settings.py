@@ -56,6 +56,7 @@ def test_typed_values_are_parsed():
     ({"ARCHIVE_CONTAINER": "Raw_Pages"}, "ARCHIVE_CONTAINER"),
     ({"COSMOS_PSTN_CONTAINER": "a/b"}, "COSMOS_PSTN_CONTAINER"),
     ({"COLLECT_SCHEDULE": "every day"}, "COLLECT_SCHEDULE"),
+    ({"PRIVACY_MASK": "maybe"}, "PRIVACY_MASK"),
 ])
 def test_a_bad_setting_is_refused_with_its_name(env, named):
     with pytest.raises(SettingsError) as err:
@@ -96,3 +97,11 @@ def test_every_setting_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [spec.name for spec in SPECS if f"`{spec.name}`" not in readme]
     assert not missing, f"settings not documented in README.md: {missing}"
+
+
+def test_the_documented_settings_are_current():
+    """Regenerate with `python -m devstack.settings_docs` after changing a setting."""
+    from devstack.settings_docs import example, table
+
+    assert table() in (ROOT / "README.md").read_text()
+    assert json.loads((ROOT / "local.settings.json.example").read_text()) == example()
