@@ -36,7 +36,7 @@ def _with_settings(req: func.HttpRequest, what: str, handler) -> func.HttpRespon
 
 
 def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
-    """Like _with_settings, handing the handler the Cosmos containers of the query routes."""
+    """Like _with_settings, handing handler(containers, settings) the Cosmos containers of the query routes."""
     from shared.connections import cosmos_client
 
     def run(settings):
@@ -46,7 +46,7 @@ def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
             "directRouting": database.get_container_client(settings.cosmos_direct_routing_container),
             "dailyUsage": database.get_container_client(settings.cosmos_summaries_container),
         }
-        return handler(containers)
+        return handler(containers, settings)
 
     return _with_settings(req, what, run)
 
@@ -73,23 +73,25 @@ def odata(req: func.HttpRequest) -> func.HttpResponse:
     from shared.odata_service import handle
 
     base = _api_base(req) + "/odata"
-    return _serve(req, "odata", lambda containers: handle(req.route_params.get("path") or "", dict(req.params),
-                                                           dict(req.headers), base, containers))
+    return _serve(req, "odata", lambda containers, settings: handle(
+        req.route_params.get("path") or "", dict(req.params), dict(req.headers), base, containers,
+        settings.privacy_mask))
 
 
 @bp.route(route="calls", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def calls(req: func.HttpRequest) -> func.HttpResponse:
     from shared.calls_api import calls as answer
 
-    return _serve(req, "calls", lambda containers: answer(dict(req.params), containers, _api_base(req)))
+    return _serve(req, "calls", lambda containers, settings: answer(dict(req.params), containers, _api_base(req),
+                                                                    settings.privacy_mask))
 
 
 @bp.route(route="usage", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def usage(req: func.HttpRequest) -> func.HttpResponse:
     from shared.calls_api import usage as answer
 
-    return _serve(req, "usage", lambda containers: answer(dict(req.params), containers["dailyUsage"],
-                                                          _api_base(req)))
+    return _serve(req, "usage", lambda containers, settings: answer(dict(req.params), containers["dailyUsage"],
+                                                                    _api_base(req)))
 
 
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from .odata.errors import bad_request
 from .odata.model import entity_set
+from .privacy import mask_row
 from .query_engine import (PartitionedReader, QuerySpec, TokenError, decode_token, encode_token, fingerprint,
                            read_page)
 from .store import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
@@ -84,9 +85,9 @@ def _user_clause(p: dict[str, str], conditions: list[str], params: list[dict]) -
         params.append({"name": "@user", "value": p["user"]})
 
 
-def calls(params: Mapping[str, str], containers: Mapping[str, object], base_url: str,
+def calls(params: Mapping[str, str], containers: Mapping[str, object], base_url: str, mask: bool = False,
           now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
-    """`containers`: feed name -> Cosmos container client."""
+    """`containers`: feed name -> Cosmos container client; `mask`: the PRIVACY_MASK setting."""
     p = _params(params, {"from", "to", "user", "callType", "feed", "format", "limit", "after"})
     feed = _choice(p, "feed", tuple(CALL_SETS), "pstn")
     fmt = _choice(p, "format", ("json", "csv"), "json")
@@ -105,7 +106,7 @@ def calls(params: Mapping[str, str], containers: Mapping[str, object], base_url:
     spec = QuerySpec(" AND ".join(conditions), tuple(sql_params), lower[:10], upper[:10], sort_path="startUtc")
     columns = ["day"] + [prop.name for prop in entity_set(CALL_SETS[feed]).entity_type.properties
                          if prop.name != "day"]
-    return _answer(PartitionedReader(containers[feed]), spec, p, fmt, columns, base_url, "/calls")
+    return _answer(PartitionedReader(containers[feed]), spec, p, fmt, columns, base_url, "/calls", mask)
 
 
 def usage(params: Mapping[str, str], container, base_url: str,
@@ -132,7 +133,7 @@ def usage(params: Mapping[str, str], container, base_url: str,
 
 
 def _answer(reader: PartitionedReader, spec: QuerySpec, p: dict[str, str], fmt: str, columns: list[str],
-            base_url: str, route: str) -> Response:
+            base_url: str, route: str, mask: bool = False) -> Response:
     limit = _limit(p)
     key = fingerprint(route, spec.where, spec.params, spec.first_day, spec.last_day, limit)
     after = None
@@ -148,6 +149,8 @@ def _answer(reader: PartitionedReader, spec: QuerySpec, p: dict[str, str], fmt: 
         query["after"] = encode_token(page.next_cursor, key)
         next_url = f"{base_url}{route}?{urlencode(query)}"
     rows = [{k: v for k, v in doc.items() if k not in HIDDEN} for doc in page.rows]
+    if mask:
+        rows = [mask_row(row) for row in rows]
     return _render(rows, next_url, p, fmt, columns, base_url, route)
 
 

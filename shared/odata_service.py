@@ -16,6 +16,7 @@ from .odata import ENTITY_SETS, ODataError, context_url, metadata_xml, parse_opt
 from .odata.errors import NOT_FOUND, bad_request, not_implemented
 from .query_engine import PartitionedReader, QuerySpec, ReadLog, TokenError, decode_token, encode_token, \
     fingerprint, read_page
+from .privacy import MASKED_FIELDS, filtered_properties, mask_row
 from .web import Response, json_response
 
 log = logging.getLogger("odata")
@@ -28,9 +29,9 @@ MIDNIGHT = "T00:00:00.0000000Z"
 
 
 def handle(path: str, params: Mapping[str, str], headers: Mapping[str, str], base_url: str,
-           containers: Mapping[str, object]) -> Response:
+           containers: Mapping[str, object], mask: bool = False) -> Response:
     """`base_url` is the feed root (…/api/odata); `containers` maps feed name (pstn, directRouting,
-    dailyUsage) to its Cosmos container client."""
+    dailyUsage) to its Cosmos container client; `mask` is the PRIVACY_MASK setting."""
     path = path.strip("/")
     if path == "":
         return json_response(service_document(base_url), headers=ODATA_HEADERS, content_type=JSON_TYPE)
@@ -45,7 +46,7 @@ def handle(path: str, params: Mapping[str, str], headers: Mapping[str, str], bas
                                                 f"{', '.join(ENTITY_SETS)}", name)
     if rest not in ("", "$count"):
         raise ODataError(NOT_FOUND, "NotFound", f"unknown resource path {path[:100]!r}", path[:100])
-    return _collection(name, rest == "$count", params, headers, base_url, containers)
+    return _collection(name, rest == "$count", params, headers, base_url, containers, mask)
 
 
 def _day_bounds(entity, bounds) -> tuple[str | None, str | None]:
@@ -58,10 +59,15 @@ def _day_bounds(entity, bounds) -> tuple[str | None, str | None]:
 
 
 def _collection(name: str, count_only: bool, params: Mapping[str, str], headers: Mapping[str, str],
-                base_url: str, containers: Mapping[str, object]) -> Response:
+                base_url: str, containers: Mapping[str, object], mask: bool) -> Response:
     entity = ENTITY_SETS[name]
     prefer = _header(headers, "Prefer")
     options = parse_options(name, dict(params), prefer, MAX_PAGE_SIZE)
+    if mask:
+        hidden = sorted(filtered_properties(options.filter) & MASKED_FIELDS)
+        if hidden:
+            raise bad_request("MaskedProperty", f"{', '.join(hidden)} cannot be filtered on while PRIVACY_MASK is "
+                                                "on: the values are masked", "$filter")
     where, sql_params = to_sql(options.filter, name, param_prefix="@f")
     bounds = time_range(options.filter, entity.time_property)
     first, last = _day_bounds(entity, bounds)
@@ -93,7 +99,7 @@ def _collection(name: str, count_only: bool, params: Mapping[str, str], headers:
     body: dict = {"@odata.context": context_url(base_url, name, options.select)}
     if options.count:
         body["@odata.count"] = 0 if empty else reader.count(spec)
-    body["value"] = [_project(entity, doc, options.select) for doc in page_rows]
+    body["value"] = [_project(entity, mask_row(doc) if mask else doc, options.select) for doc in page_rows]
     if next_cursor is not None:
         query = {k: v for k, v in params.items() if k.lower() not in ("$skiptoken", "$skip", "code")}
         query["$skiptoken"] = encode_token(next_cursor, key, remaining)

@@ -38,3 +38,20 @@ def mask_row(row: dict) -> dict:
         if masked.get(name):
             masked[name] = IP_MASK
     return masked
+
+
+def filtered_properties(node) -> set[str]:
+    """Every property a parsed $filter tree reads."""
+    from .odata.nodes import And, Compare, In, Not, Or, StringFunction
+
+    found: set[str] = set()
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (And, Or)):
+            stack += [current.left, current.right]
+        elif isinstance(current, Not):
+            stack.append(current.operand)
+        elif isinstance(current, (Compare, In, StringFunction)):
+            found.add(current.operand.prop.name)
+    return found

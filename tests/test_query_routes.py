@@ -293,6 +293,38 @@ def test_every_route_declares_its_auth_level(world):
                       "status": "function", "dashboard": "function", "ops_collect": "admin", "ops_replay": "admin"}
 
 
+# --- privacy -------------------------------------------------------------------------------------------------------
+def test_privacy_mask_hides_numbers_everywhere_the_query_routes_answer(world, store, monkeypatch):
+    monkeypatch.setenv("PRIVACY_MASK", "true")
+    first = by_start(store.values())[0]
+    row = odata(world, params={"$top": "1"}).json()["value"][0]
+    for name in ("callerNumber", "calleeNumber"):
+        real = first[name]
+        assert row[name] != real and row[name][-4:] == real[-4:] and row[name].count("*") == sum(
+            c.isdigit() for c in real) - 4
+    as_csv = requests.get(f"{world['api']}/calls", params={"from": "2026-04-06", "to": "2026-04-06",
+                                                           "format": "csv"}).text
+    as_json = requests.get(f"{world['api']}/calls", params={"from": "2026-04-06", "to": "2026-04-06"}).text
+    numbers = {r[n] for r in store.values() for n in ("callerNumber", "calleeNumber") if r[n]}
+    assert not [n for n in numbers if n in as_csv or n in as_json]
+    refused = odata(world, params={"$filter": "startswith(callerNumber, '+1')"})
+    assert refused.status_code == 400 and "PRIVACY_MASK" in refused.json()["error"]["message"]
+
+    monkeypatch.setenv("PRIVACY_MASK", "false")
+    assert odata(world, params={"$top": "1"}).json()["value"][0]["callerNumber"] == first["callerNumber"]
+
+
+def test_mask_row_hides_client_addresses_and_keeps_nulls():
+    from shared.privacy import mask_row
+
+    row = {"callerNumber": "+4930123456", "calleeNumber": None, "clientPublicIpV4Address": "99.76.33.16",
+           "clientLocalIpV6Address": "2600:1700:1dca:8110::40", "clientLocalIpV4Address": None, "duration": 5}
+    masked = mask_row(row)
+    assert masked == {"callerNumber": "+******3456", "calleeNumber": None, "clientPublicIpV4Address": "***",
+                      "clientLocalIpV6Address": "***", "clientLocalIpV4Address": None, "duration": 5}
+    assert row["callerNumber"] == "+4930123456"  # the stored row is not touched
+
+
 # Last: it adds rows to the module's week, which the tests above count.
 def test_paging_resumes_exactly_while_ingestion_writes(world, store):
     settings, sim = world["settings"], world["sim"]
