@@ -79,10 +79,10 @@ class Collector:
             close()
 
     # --- one day --------------------------------------------------------------------------------------
-    def collect_day(self, feed: Feed, day: dt.date, run_id: str, lease_seconds: float = 3600) -> DayOutcome:
+    def collect_day(self, feed: Feed, day: dt.date, run_id: str) -> DayOutcome:
         started_at, t0 = _iso_now(), time.monotonic()
         day_text = day.isoformat()
-        if not self.ledger.acquire(feed.name, day_text, run_id, lease_seconds):
+        if not self.ledger.acquire(feed.name, day_text, run_id, self.settings.lease_seconds):
             outcome = DayOutcome(feed.name, day_text, run_id, "skipped", started_at, _iso_now(),
                                  error="another run holds this day's lease")
             self.ledger.record(outcome)
@@ -93,16 +93,17 @@ class Collector:
         manifest = Manifest(feed.name, self.settings.graph_api_version, day_text, self.settings.time_zone, run_id,
                             window={"start": _iso(window.start), "end": _iso(window.end)}, started=started_at)
         writer = DayWriter(self.stores[feed.name], self.pool, 2 * self.settings.upsert_concurrency)
+        lease = _LeaseKeeper(self.ledger, feed.name, day_text, run_id, self.settings.lease_seconds)
         stats_before = self.graph.stats.snapshot()
         outcome = DayOutcome(feed.name, day_text, run_id, "failed", started_at, "")
         try:
             parts = 1 if feed.name in self.whole_day_only else self.settings.subwindows
-            strays = self._fetch(feed, split(window, parts), prefix, manifest, writer)
+            strays = self._fetch(feed, split(window, parts), prefix, manifest, writer, lease)
             if strays and parts > 1:
                 log.warning("feed %s day %s: sub-windows returned %d rows outside themselves; falling back to "
                             "whole-day windows for this feed", feed.name, day_text, strays)
                 self.whole_day_only.add(feed.name)
-                self._fetch(feed, [window], prefix, manifest, writer)
+                self._fetch(feed, [window], prefix, manifest, writer, lease)
             counts = writer.finish()
             outcome.outcome = "succeeded"
             outcome.windows = len(manifest.subwindows)
@@ -146,7 +147,7 @@ class Collector:
         _log_outcome(outcome)
 
     def _fetch(self, feed: Feed, windows: list[Window], prefix: str, manifest: Manifest,
-               writer: DayWriter) -> int:
+               writer: DayWriter, lease: "_LeaseKeeper") -> int:
         """Fetch windows concurrently; archive then store each page. Returns rows seen outside their window."""
         lock = threading.Lock()
         strays = 0
@@ -165,6 +166,7 @@ class Collector:
                     entry = manifest.pages[number - 1]
                     entry.name, entry.sha256 = name, digest
                 writer.add(page.rows)
+                lease.keep()
                 outside = sum(1 for row in page.rows if not _inside(row, window, feed.to_inclusive))
                 if outside:
                     with lock:
@@ -207,8 +209,7 @@ class Collector:
                 log.warning("run %s: time budget of %ss reached; %d day(s) left for the next run",
                             run_id, budget_seconds, len(report.deferred))
                 break
-            # The lease outlives the run's budget a little, so a crashed run's days free up by the next run.
-            outcome = self.collect_day(feed, day, run_id, lease_seconds=min(budget_seconds, 6 * 3600) + 600)
+            outcome = self.collect_day(feed, day, run_id)
             longest = max(longest, outcome.duration_seconds)
             report.outcomes.append(outcome)
             if progress:
@@ -217,6 +218,28 @@ class Collector:
         log.info("run %s finished: %s", run_id, report.totals(),
                  extra={"event": "collect.run", "runId": run_id, **report.totals()})
         return report
+
+
+class LeaseLost(RuntimeError):
+    """Another run took this day's lease (ours expired while the day was still running)."""
+
+
+class _LeaseKeeper:
+    """Renews the day's lease as pages arrive. Leases are short (LEASE_SECONDS), so a run that died frees its
+    days quickly, and a live run keeps them for as long as it makes progress."""
+
+    def __init__(self, ledger: Ledger, feed: str, day: str, owner: str, seconds: float):
+        self.ledger, self.feed, self.day, self.owner, self.seconds = ledger, feed, day, owner, seconds
+        self.renewed = time.monotonic()
+        self.lock = threading.Lock()
+
+    def keep(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.renewed < self.seconds / 3:
+                return
+            if not self.ledger.renew(self.feed, self.day, self.owner, self.seconds):
+                raise LeaseLost(f"another run took over {self.feed} {self.day}: this run stopped writing it")
+            self.renewed = time.monotonic()
 
 
 def _iso(instant: dt.datetime) -> str:

@@ -115,6 +115,25 @@ class Ledger:
         except CosmosAccessConditionFailedError:
             return False
 
+    def renew(self, feed: str, day: str, owner: str, seconds: float) -> bool:
+        """Extend our own lease; False when the lease is no longer ours."""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceNotFoundError
+
+        try:
+            state = self.container.read_item(f"day:{day}", partition_key=feed)
+        except CosmosResourceNotFoundError:
+            return False
+        if (state.get("lease") or {}).get("owner") != owner:
+            return False
+        state["lease"] = {"owner": owner, "until": _iso(self.clock() + dt.timedelta(seconds=seconds))}
+        try:
+            self.container.replace_item(state["id"], state, etag=state["_etag"],
+                                        match_condition=MatchConditions.IfNotModified)
+            return True
+        except CosmosAccessConditionFailedError:
+            return False
+
     # --- outcomes -------------------------------------------------------------------------------------
     def record(self, outcome: DayOutcome) -> None:
         """Write the run's record and update the day's state, releasing the lease."""

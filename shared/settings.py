@@ -72,6 +72,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("RESCAN_DAYS", "3", "Recent days collected again on every run, to pick up rows Graph publishes late."),
     Spec("TIME_BUDGET_SECONDS", "1500", "Wall time one timer run may spend before it leaves the rest to the next run."),
     Spec("SUBWINDOWS", "1", "Concurrent sub-windows a day is fetched in (1 = whole day)."),
+    Spec("LEASE_SECONDS", "300",
+         "A day's lease in the ledger: renewed while its run makes progress, free this long after a run died."),
     Spec("UPSERT_CONCURRENCY", "8", "Concurrent Cosmos writes (each a batch of up to 100 rows of one day)."),
     Spec("COLLECT_SCHEDULE", "0 30 3 * * *", "NCRONTAB schedule of the collector (UTC): daily at 03:30 by default."),
     Spec("PRIVACY_MASK", "false",
@@ -116,6 +118,7 @@ class Settings:
     rescan_days: int
     time_budget_seconds: float
     subwindows: int
+    lease_seconds: float
     upsert_concurrency: int
     collect_schedule: str
     privacy_mask: bool
@@ -302,6 +305,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rescan_days=_number("RESCAN_DAYS", required("RESCAN_DAYS"), int, 0, 90),
         time_budget_seconds=_number("TIME_BUDGET_SECONDS", required("TIME_BUDGET_SECONDS"), float, 1, 86400),
         subwindows=_number("SUBWINDOWS", required("SUBWINDOWS"), int, 1, 24),
+        lease_seconds=_number("LEASE_SECONDS", required("LEASE_SECONDS"), float, 2, 86400),
         upsert_concurrency=_number("UPSERT_CONCURRENCY", required("UPSERT_CONCURRENCY"), int, 1, 64),
         collect_schedule=_cron("COLLECT_SCHEDULE", required("COLLECT_SCHEDULE")),
         privacy_mask=_boolean("PRIVACY_MASK", required("PRIVACY_MASK")),

@@ -231,3 +231,28 @@ def test_the_timer_function_runs_the_scheduled_collection(stack, sim, monkeypatc
     sim.configure(faults=[{"kind": "status", "status": 403, "times": 10}])
     with pytest.raises(Exception, match="failed"):
         run_timer(FunctionIndex.of(app).function("collect"))
+
+
+def test_a_live_run_keeps_its_lease_and_a_dead_runs_lease_frees_quickly(stack, sim):
+    settings = fresh_settings(stack, sim.url, FEEDS="pstn", LEASE_SECONDS="2")
+    sim.configure(latency=0.4, page_size=500)  # five pages, about 2 s: longer than the lease itself
+    collector, rival = new_collector(settings), new_collector(settings)
+    seen = []
+
+    def contend() -> None:
+        time.sleep(1.3)  # after the first renewal point; the lease would have lapsed without renewals at 2 s
+        seen.append(rival.ledger.acquire("pstn", DAYS[0].isoformat(), "rival", 2))
+        time.sleep(1.0)
+        seen.append(rival.ledger.acquire("pstn", DAYS[0].isoformat(), "rival", 2))
+
+    import threading
+    thread = threading.Thread(target=contend)
+    thread.start()
+    outcome = collector.collect_day(PSTN, DAYS[0], "live-run")
+    thread.join()
+    assert outcome.outcome == "succeeded" and outcome.duration_seconds > 2 and seen == [False, False]
+
+    assert rival.ledger.acquire("pstn", DAYS[1].isoformat(), "dead-run", 2)  # a run that then dies
+    assert not collector.ledger.acquire("pstn", DAYS[1].isoformat(), "next-run", 2)
+    time.sleep(2.2)
+    assert collector.ledger.acquire("pstn", DAYS[1].isoformat(), "next-run", 2)
