@@ -82,11 +82,15 @@ class Collector:
     def collect_day(self, feed: Feed, day: dt.date, run_id: str) -> DayOutcome:
         started_at, t0 = _iso_now(), time.monotonic()
         day_text = day.isoformat()
-        if not self.ledger.acquire(feed.name, day_text, run_id, self.settings.lease_seconds):
+        lease_taken = self.ledger.acquire(feed.name, day_text, run_id, self.settings.lease_seconds)
+        if not lease_taken:
             outcome = DayOutcome(feed.name, day_text, run_id, "skipped", started_at, _iso_now(),
                                  error="another run holds this day's lease")
             self.ledger.record(outcome)
             return outcome
+        if lease_taken.took_over_from:
+            log.warning("feed %s day %s: run %s stopped before finishing it; collecting it again", feed.name,
+                        day_text, lease_taken.took_over_from)
 
         window = day_window(day, self.settings.time_zone)
         prefix = run_prefix(feed.name, self.settings.graph_api_version, day, run_id)
@@ -95,7 +99,8 @@ class Collector:
         writer = DayWriter(self.stores[feed.name], self.pool, 2 * self.settings.upsert_concurrency)
         lease = _LeaseKeeper(self.ledger, feed.name, day_text, run_id, self.settings.lease_seconds)
         stats_before = self.graph.stats.snapshot()
-        outcome = DayOutcome(feed.name, day_text, run_id, "failed", started_at, "")
+        outcome = DayOutcome(feed.name, day_text, run_id, "failed", started_at, "",
+                             took_over_from=lease_taken.took_over_from)
         try:
             parts = 1 if feed.name in self.whole_day_only else self.settings.subwindows
             strays = self._fetch(feed, split(window, parts), prefix, manifest, writer, lease)

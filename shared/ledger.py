@@ -17,6 +17,16 @@ from .windows import days_between
 FIRST_RUN_LOOKBACK_DAYS = 30
 
 
+@dataclass(frozen=True)
+class LeaseResult:
+    """Whether the lease was taken, and from which run if that run's lease had lapsed (it died or stalled)."""
+    ok: bool
+    took_over_from: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
 @dataclass
 class DayOutcome:
     feed: str
@@ -36,6 +46,7 @@ class DayOutcome:
     error: str | None = None
     windows: int = 1
     days_written: list[str] = field(default_factory=list)
+    took_over_from: str | None = None      # a run that held this day's lease and stopped (crashed) before finishing
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +97,7 @@ class Ledger:
         return sorted(set(missing) | set(recent))
 
     # --- leases ---------------------------------------------------------------------------------------
-    def acquire(self, feed: str, day: str, owner: str, seconds: float) -> bool:
+    def acquire(self, feed: str, day: str, owner: str, seconds: float) -> LeaseResult:
         """Take the day's lease unless another live run holds it. The etag makes two racing runs see each
         other: only one replace (or create) wins."""
         from azure.core import MatchConditions
@@ -101,19 +112,20 @@ class Ledger:
             try:
                 self.container.create_item({"id": f"day:{day}", "pk": feed, "kind": "day", "feed": feed,
                                             "day": day, "status": "running", "lease": lease})
-                return True
+                return LeaseResult(True)
             except CosmosResourceExistsError:
-                return False
-        held = state.get("lease")
-        if held and held.get("owner") != owner and held.get("until", "") > _iso(now):
-            return False
+                return LeaseResult(False)
+        held = state.get("lease") or {}
+        if held.get("owner") not in (None, owner) and held.get("until", "") > _iso(now):
+            return LeaseResult(False)
+        lapsed = held.get("owner") if held.get("owner") not in (None, owner) else None
         state["lease"] = lease
         try:
             self.container.replace_item(state["id"], state, etag=state["_etag"],
                                         match_condition=MatchConditions.IfNotModified)
-            return True
+            return LeaseResult(True, lapsed)
         except CosmosAccessConditionFailedError:
-            return False
+            return LeaseResult(False)
 
     def renew(self, feed: str, day: str, owner: str, seconds: float) -> bool:
         """Extend our own lease; False when the lease is no longer ours."""

@@ -241,9 +241,9 @@ def test_a_live_run_keeps_its_lease_and_a_dead_runs_lease_frees_quickly(stack, s
 
     def contend() -> None:
         time.sleep(1.3)  # after the first renewal point; the lease would have lapsed without renewals at 2 s
-        seen.append(rival.ledger.acquire("pstn", DAYS[0].isoformat(), "rival", 2))
+        seen.append(bool(rival.ledger.acquire("pstn", DAYS[0].isoformat(), "rival", 2)))
         time.sleep(1.0)
-        seen.append(rival.ledger.acquire("pstn", DAYS[0].isoformat(), "rival", 2))
+        seen.append(bool(rival.ledger.acquire("pstn", DAYS[0].isoformat(), "rival", 2)))
 
     import threading
     thread = threading.Thread(target=contend)
@@ -255,4 +255,5 @@ def test_a_live_run_keeps_its_lease_and_a_dead_runs_lease_frees_quickly(stack, s
     assert rival.ledger.acquire("pstn", DAYS[1].isoformat(), "dead-run", 2)  # a run that then dies
     assert not collector.ledger.acquire("pstn", DAYS[1].isoformat(), "next-run", 2)
     time.sleep(2.2)
-    assert collector.ledger.acquire("pstn", DAYS[1].isoformat(), "next-run", 2)
+    taken = collector.ledger.acquire("pstn", DAYS[1].isoformat(), "next-run", 2)
+    assert taken and taken.took_over_from == "dead-run"  # the ledger says whose work it picked up
