@@ -53,6 +53,9 @@ class Service:
     # Seconds to wait after SIGTERM before SIGKILL. Azurite waits for idle keep-alive clients to hang up before
     # it exits; with in-memory persistence there is nothing to flush, so it gets a short grace.
     grace: float = 10
+    # A line the service prints when it is ready; until then an open port is not enough (the Cosmos server
+    # replays its journal after binding its port).
+    ready_text: str | None = None
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -70,10 +73,16 @@ class Service:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise StackError(f"{self.name} exited with code {self.process.returncode}:\n{self.log_tail()}")
-            if _port_open(self.port):
+            if _port_open(self.port) and (self.ready_text is None or self.ready_text in self._log_text()):
                 return
             time.sleep(0.1)
         raise StackError(f"{self.name} did not answer on port {self.port} in time:\n{self.log_tail()}")
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -110,11 +119,17 @@ class Stack:
     state_dir: Path = ROOT / ".devstack"
     graph_args: list[str] = field(default_factory=list)
     cosmos_delay_ms: int = 0
+    # Keep Blob and Cosmos data on disk under state_dir, so a service stopped and started again (fault-injection
+    # tests) still has what it held. Off by default: make run and the tests start from empty stores.
+    persist: bool = False
     services: list[Service] = field(default_factory=list)
 
     @classmethod
     def on_free_ports(cls, **kwargs) -> "Stack":
-        return cls(ports={name: free_port() for name in DEFAULT_PORTS}, **kwargs)
+        ports = {name: free_port() for name in DEFAULT_PORTS}
+        # A folder per stack for its logs (and data): stacks side by side must not share files.
+        kwargs.setdefault("state_dir", ROOT / ".devstack" / "stacks" / str(ports["cosmos"]))
+        return cls(ports=ports, **kwargs)
 
     # --- endpoints -------------------------------------------------------------------------------------
     @property
@@ -154,11 +169,14 @@ class Stack:
         cosmos = ["node", str(ROOT / "devstack" / "cosmos_server.js"), "--host", "127.0.0.1",
                   "--port", str(self.ports["cosmos"]), "--delay-ms", str(self.cosmos_delay_ms)]
         blob = [str(NODE_BIN / "azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(self.ports["blob"]),
-                "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose"]
+                "--silent", "--skipApiVersionCheck", "--loose"]
+        blob += ["--location", str(self.state_dir / "azurite")] if self.persist else ["--inMemoryPersistence"]
+        if self.persist:
+            cosmos += ["--data-file", str(self.state_dir / "cosmos.jsonl")]
         graph = [sys.executable, "-m", "devstack.graphsim", "--host", "127.0.0.1",
                  "--port", str(self.ports["graph"]), "--token", SIMULATOR_TOKEN, *self.graph_args]
         return [Service("azurite", blob, self.ports["blob"], logs / "azurite.log", grace=1),
-                Service("cosmos", cosmos, self.ports["cosmos"], logs / "cosmos.log"),
+                Service("cosmos", cosmos, self.ports["cosmos"], logs / "cosmos.log", ready_text="cosmos listening"),
                 Service("graphsim", graph, self.ports["graph"], logs / "graphsim.log")]
 
     def start(self, timeout: float = 60) -> "Stack":

@@ -25,8 +25,12 @@ def cosmos_client(settings: Settings):
 
 @lru_cache(maxsize=8)
 def blob_service(settings: Settings):
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
+    # The SDK's default waits 15 s and more between tries: a storage outage would eat a run's whole budget one
+    # page at a time. About 10 s of retries rides out a blip; a longer outage fails the day, which the next run
+    # collects again.
+    retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
     if settings.storage_connection_string:
-        return BlobServiceClient.from_connection_string(settings.storage_connection_string)
-    return BlobServiceClient(settings.storage_account_url, credential=azure_credential(settings))
+        return BlobServiceClient.from_connection_string(settings.storage_connection_string, retry_policy=retry)
+    return BlobServiceClient(settings.storage_account_url, credential=azure_credential(settings), retry_policy=retry)
