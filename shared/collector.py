@@ -51,9 +51,20 @@ def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+STORE_UNREACHABLE = "store unreachable: "
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:2000]
+    prefix = STORE_UNREACHABLE if _unreachable(exc) else ""
+    return f"{prefix}{type(exc).__name__}: {text}"[:2000]
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Blob storage or Cosmos DB did not answer at all (refused, reset, timed out) after the SDK's retries."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    return isinstance(exc, (ServiceRequestError, ServiceResponseError))
 
 
 class Collector:
@@ -133,11 +144,13 @@ class Collector:
         return outcome
 
     def _finish(self, feed: Feed, outcome: DayOutcome, prefix: str, manifest: Manifest) -> None:
-        try:
-            self.archive.put_manifest(prefix, manifest)
-        except Exception as exc:
-            if outcome.outcome == "succeeded":
-                outcome.outcome, outcome.error = "failed", f"writing the run manifest failed: {_describe(exc)}"
+        # With a store unreachable the manifest would only wait out the same retries; the ledger tells instead.
+        if not (outcome.error or "").startswith(STORE_UNREACHABLE):
+            try:
+                self.archive.put_manifest(prefix, manifest)
+            except Exception as exc:
+                if outcome.outcome == "succeeded":
+                    outcome.outcome, outcome.error = "failed", f"writing the run manifest failed: {_describe(exc)}"
         if outcome.outcome == "succeeded":
             try:
                 self.refresh_summaries(feed, outcome.days_written)
@@ -219,6 +232,13 @@ class Collector:
             report.outcomes.append(outcome)
             if progress:
                 progress(outcome)
+            if outcome.outcome == "failed" and (outcome.error or "").startswith(STORE_UNREACHABLE):
+                # Every later day would fail the same way, each after the SDKs' retries: stop, and leave them
+                # to the next run rather than spend the budget knocking on a closed door.
+                report.deferred = [(f.name, d.isoformat()) for f, d in ordered[index + 1:]]
+                log.error("run %s: %s; stopping, %d day(s) left for the next run", run_id, outcome.error,
+                          len(report.deferred))
+                break
         report.ended = _iso_now()
         log.info("run %s finished: %s", run_id, report.totals(),
                  extra={"event": "collect.run", "runId": run_id, **report.totals()})

@@ -28,9 +28,9 @@ def blob_service(settings: Settings):
     from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
     # The SDK's default waits 15 s and more between tries: a storage outage would eat a run's whole budget one
-    # page at a time. About 10 s of retries rides out a blip; a longer outage fails the day, which the next run
-    # collects again.
-    retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+    # page at a time. A few seconds of retries ride out a blip; a longer outage fails the day and stops the run
+    # (see collector.STORE_UNREACHABLE), and the next run collects what is missing.
+    retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1)
     if settings.storage_connection_string:
         return BlobServiceClient.from_connection_string(settings.storage_connection_string, retry_policy=retry)
     return BlobServiceClient(settings.storage_account_url, credential=azure_credential(settings), retry_policy=retry)
