@@ -32,5 +32,11 @@ run: setup
 test: setup chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks against the issue-7 targets on the local stack, with and without modelled latency (not part of
+# make test; about 15 minutes on 2 cores; `$(PY) -m bench --quick` for a smoke run). See BENCHMARKS.md.
+.PHONY: bench
+bench: setup
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) node_modules .devstack .pytest_cache test-artifacts

@@ -177,7 +177,14 @@ def make_server(app: func.FunctionApp, host: str = "127.0.0.1", port: int = 7071
                 # The real host answers 500 with no body; the trace goes to the log, never to the client.
                 log.error("function %s failed:\n%s", route.name, traceback.format_exc())
                 return self._send(500, b"", {})
-            self._send(response.status_code, response.get_body() or b"", dict(response.headers.items()))
+            headers = dict(response.headers.items())
+            if not any(k.lower() == "content-type" for k in headers):
+                # As the real worker does (azure.functions.http.HttpResponseConverter.encode): an HttpResponse's
+                # mimetype becomes its Content-Type. Dropping it left /api/health without one (tests/test_fuzz_http.py).
+                mimetype = response.mimetype
+                headers["Content-Type"] = f"{mimetype}; charset={response.charset}" if mimetype.startswith("text/") \
+                    else mimetype
+            self._send(response.status_code, response.get_body() or b"", headers)
 
         def _run_other(self, name: str) -> None:
             function = index.others.get(name)

@@ -42,6 +42,11 @@ def _instant(name: str, text: str, end: bool) -> str:
     except (ValueError, IndexError):
         raise bad_request("InvalidParameter", f"{name} must be a date (YYYY-MM-DD) or a date-time with a time "
                                               f"zone (2026-05-01T00:00:00Z), got {text[:40]!r}", name) from None
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is before year 1 in UTC, and the day after 9999-12-31 does not exist: both
+        # overflowed into a 500 (found by tests/test_fuzz_http.py).
+        raise bad_request("InvalidParameter", f"{name} is out of range (years 0001 to 9999 in UTC), "
+                                              f"got {text[:40]!r}", name) from None
 
 
 def _params(params: Mapping[str, str], allowed: set[str]) -> dict[str, str]:
@@ -115,9 +120,14 @@ def usage(params: Mapping[str, str], container, base_url: str,
     p = _params(params, {"from", "to", "user", "feed", "format", "limit", "after"})
     fmt = _choice(p, "format", ("json", "csv"), "json")
     lower, upper = _range(p, now())
-    # Summaries are per UTC day: a day is in range when it starts inside [from, to).
-    first = lower[:10] if lower[10:] == "T00:00:00.0000000Z" else (dt.date.fromisoformat(lower[:10])
-                                                                    + dt.timedelta(days=1)).isoformat()
+    # Summaries are per UTC day: a day is in range when it starts inside [from, to). No day starts after
+    # 9999-12-31 (its day after overflowed into a 500: found by tests/test_fuzz_http.py).
+    if lower[10:] == "T00:00:00.0000000Z":
+        first = lower[:10]
+    elif lower[:10] == dt.date.max.isoformat():
+        first = "9999-12-32"  # after every day: the range below is empty
+    else:
+        first = (dt.date.fromisoformat(lower[:10]) + dt.timedelta(days=1)).isoformat()
     last = (dt.date.fromisoformat(upper[:10]) - dt.timedelta(days=1)).isoformat() \
         if upper[10:] == "T00:00:00.0000000Z" else upper[:10]
     conditions, sql_params = [], []

@@ -29,7 +29,7 @@ def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = N
     feeds = {}
     for feed in enabled_feeds(settings):
         states = ledger.day_states(feed.name)
-        coverage_start = ledger.coverage_start(feed.name, settings.coverage_start, last_day + dt.timedelta(days=1))
+        coverage_start = _coverage_start(ledger, feed.name, settings.coverage_start, last_day + dt.timedelta(days=1))
         first = max(coverage_start, window_start)
         runs = ledger.runs(feed.name, since=(window_start - dt.timedelta(days=1)).isoformat())
         day_rows, gaps, failed = [], [], []
@@ -68,6 +68,23 @@ def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = N
         "feeds": feeds,
         "settings": settings.masked(),
     }
+
+
+def _coverage_start(ledger: Ledger, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
+    """The coverage start as Ledger.coverage_start gives it, without its side effect: before a feed's first run
+    that method fixes the start by writing the feed's `meta` document, and a read route must never write (found
+    by tests/test_fuzz_http.py: GET /api/status fixed the start on the day someone looked, not on the first run).
+    Without the document yet, show the start the first run would fix today."""
+    from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+    from .ledger import FIRST_RUN_LOOKBACK_DAYS
+
+    if configured:
+        return configured
+    try:
+        return dt.date.fromisoformat(ledger.container.read_item("meta", partition_key=feed)["coverageStart"])
+    except CosmosResourceNotFoundError:
+        return today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS)
 
 
 def _run_summary(run: dict | None) -> dict | None:

@@ -10,10 +10,12 @@ and no writes.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -24,6 +26,8 @@ COSMOS_SYSTEM_FIELDS = ("_rid", "_self", "_etag", "_attachments", "_ts")
 # Transactional batches take at most 100 operations and 2 MB of one partition key; stay well inside both.
 BATCH_OPERATIONS = 100
 BATCH_BYTES = 1_000_000
+# Rows per page of the per-day hash query: about 0.5 MB an answer.
+HASH_PAGE_ITEMS = 5000
 FORBIDDEN_ID_CHARS = set("/\\?#")
 
 
@@ -32,25 +36,64 @@ class RowError(ValueError):
 
 
 def row_hash(row: dict) -> str:
-    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(row)).hexdigest()
 
 
-def to_document(row: dict) -> dict:
+def _canonical(row: dict) -> bytes:
+    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# Graph's own form of a DateTimeOffset (UTC, 7 fractional digits): already what `startUtc` stores.
+_CANONICAL_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", re.ASCII)
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """What the store adds to a row, and the size of its JSON for batching."""
+    day: str
+    start_utc: str
+    row_hash: str
+    size: int  # bytes of the document as the SDK sends it, at most (non-ASCII escaped as \\uXXXX)
+
+    def document(self, row: dict) -> dict:
+        return {**row, "day": self.day, "startUtc": self.start_utc, "rowHash": self.row_hash}
+
+
+def _derive(row: dict) -> _Derived:
+    """Validate a row and derive its stored fields; RowError if the store cannot hold it."""
     row_id = row.get("id")
     if not isinstance(row_id, str) or not row_id or FORBIDDEN_ID_CHARS & set(row_id) or len(row_id) > 255:
         raise RowError(f"row has no usable id: {str(row_id)[:80]!r}")
     start = row.get("startDateTime")
     try:
-        instant = parse_instant(start)
+        if isinstance(start, str) and _CANONICAL_INSTANT.fullmatch(start):
+            # The common case, without the general parser: only the calendar and clock need checking.
+            dt.datetime.fromisoformat(start[:19])
+            day, start_utc = start[:10], start
+        else:
+            day, start_utc = parse_instant(start).date().isoformat(), canonical_instant(start)
     except (TypeError, ValueError, AttributeError):
         raise RowError(f"row {row_id} has no valid startDateTime: {str(start)[:40]!r}") from None
     clash = [f for f in DERIVED_FIELDS if f in row]
     if clash:
         # Graph added a field with one of our names: refuse rather than silently overwrite its value.
         raise RowError(f"row {row_id} carries field(s) {clash} that the store derives itself")
-    return {**row, "day": instant.date().isoformat(), "startUtc": canonical_instant(start),
-            "rowHash": row_hash(row)}
+    canonical = _canonical(row)
+    chars = len(canonical.decode())
+    # The SDK escapes every non-ASCII character (up to 12 bytes for 1 to 4 in UTF-8), so 5 bytes more per
+    # UTF-8 continuation byte bound it; the derived fields add under 200 bytes.
+    size = chars + 5 * (len(canonical) - chars) + 200
+    return _Derived(day, start_utc, hashlib.sha256(canonical).hexdigest(), size)
+
+
+def to_document(row: dict) -> dict:
+    return _derive(row).document(row)
+
+
+def _key(text: str) -> int:
+    """64 bits of a row id or content hash: what DayWriter remembers per row (a collision among a day's ids,
+    or between a row's old and new content, has a chance of about n^2 / 2^65)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def strip_document(doc: dict) -> dict:
@@ -79,9 +122,16 @@ class CallStore:
         self.container = container_client
 
     def hashes(self, day: str) -> dict[str, str]:
+        return dict(self.iter_hashes(day))
+
+    def iter_hashes(self, day: str) -> Iterable[tuple[str, str | None]]:
+        """(id, rowHash) of every document of a day, read in pages of HASH_PAGE_ITEMS, so a large day never
+        arrives as one answer (a Cosmos page can be 4 MB, about 11 MB once parsed)."""
         query = "SELECT c.id, c.rowHash FROM c WHERE c.day = @day"
-        items = self.container.query_items(query, parameters=[{"name": "@day", "value": day}], partition_key=day)
-        return {item["id"]: item.get("rowHash") for item in items}
+        items = self.container.query_items(query, parameters=[{"name": "@day", "value": day}], partition_key=day,
+                                           max_item_count=HASH_PAGE_ITEMS)
+        for item in items:
+            yield item["id"], item.get("rowHash")
 
     def write_batch(self, day: str, docs: list[dict]) -> None:
         operations = [("upsert", (doc,)) for doc in docs]
@@ -107,6 +157,9 @@ class DayWriter:
 
     Batches go to a shared thread pool with a bound on batches in flight, so memory stays flat however many
     pages a day has. `finish()` waits for every batch and raises the first failure.
+
+    What it remembers of a day's stored rows is two 64-bit numbers per row (of the id and of the content
+    hash) rather than the strings: about 100 bytes a row instead of about 250, read in pages.
     """
 
     def __init__(self, store: CallStore, pool: ThreadPoolExecutor, max_in_flight: int):
@@ -114,37 +167,43 @@ class DayWriter:
         self.pool = pool
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.lock = threading.Lock()
-        self.known: dict[str, dict[str, str]] = {}  # day -> id -> hash
-        self.futures: list[Future] = []
+        self.known: dict[str, dict[int, int]] = {}  # day -> _key(id) -> _key(rowHash)
+        self.in_flight = 0
+        self.landed = threading.Condition(self.lock)
+        self.error: BaseException | None = None
         self.counts = WriteCounts()
         self.days_written: set[str] = set()
 
-    def _known(self, day: str) -> dict[str, str]:
+    def _known(self, day: str) -> dict[int, int]:
         # Called with the lock held: one hash query per UTC day, however many pages touch it.
         if day not in self.known:
-            self.known[day] = self.store.hashes(day)
+            self.known[day] = {_key(row_id): _key(digest) if digest else 0
+                               for row_id, digest in self.store.iter_hashes(day)}
         return self.known[day]
 
     def add(self, rows: Iterable[dict]) -> WriteCounts:
-        docs = [to_document(row) for row in rows]  # validates the whole page before writing any
+        rows = list(rows)
+        derived = [_derive(row) for row in rows]  # validates the whole page before writing any
         counts = WriteCounts()
-        pending: dict[str, list[dict]] = {}
+        pending: dict[str, list[tuple[dict, int]]] = {}
         with self.lock:
-            for doc in docs:
-                known = self._known(doc["day"])
-                previous = known.get(doc["id"])
-                if previous == doc["rowHash"]:
+            for row, extra in zip(rows, derived):
+                known = self._known(extra.day)
+                row_key, content = _key(row["id"]), _key(extra.row_hash)
+                previous = known.get(row_key)
+                if previous == content:
                     counts.unchanged += 1
                     continue
                 if previous is None:
                     counts.new += 1
                 else:
                     counts.changed += 1
-                known[doc["id"]] = doc["rowHash"]
-                pending.setdefault(doc["day"], []).append(doc)
+                known[row_key] = content
+                # Documents are built for the rows to write only: an unchanged row costs no copy.
+                pending.setdefault(extra.day, []).append((extra.document(row), extra.size))
             self.days_written.update(pending)
         for day, day_docs in pending.items():
-            for batch in _batches(day_docs):
+            for batch in _sized_batches(day_docs):
                 self._submit(day, batch)
                 counts.written += len(batch)
         with self.lock:
@@ -153,32 +212,48 @@ class DayWriter:
 
     def _submit(self, day: str, batch: list[dict]) -> None:
         self.slots.acquire()
+        with self.lock:
+            self.in_flight += 1
         try:
             future = self.pool.submit(self.store.write_batch, day, batch)
         except BaseException:
-            self.slots.release()
+            self._landed(None)
             raise
-        future.add_done_callback(lambda _: self.slots.release())
+        # Only a count of batches in flight and the first failure are kept, not the futures: a day's worth of
+        # finished futures would be memory that grows with the day.
+        future.add_done_callback(self._landed)
+
+    def _landed(self, future: Future | None) -> None:
+        if future is None:
+            exc = None
+        else:
+            exc = CancelledError("the batch was cancelled") if future.cancelled() else future.exception()
         with self.lock:
-            self.futures.append(future)
+            if exc is not None and self.error is None:
+                self.error = exc
+            self.in_flight -= 1
+            self.landed.notify_all()
+        self.slots.release()
 
     def finish(self) -> WriteCounts:
-        error = None
-        for future in self.futures:
-            exc = future.exception()
-            if exc is not None and error is None:
-                error = exc
-        self.futures.clear()
+        with self.lock:
+            while self.in_flight:
+                self.landed.wait()
+            error, self.error = self.error, None
         if error is not None:
             raise error
         return self.counts
 
 
 def _batches(docs: list[dict]) -> Iterable[list[dict]]:
+    return _sized_batches((doc, len(json.dumps(doc))) for doc in docs)
+
+
+def _sized_batches(docs: Iterable[tuple[dict, int]]) -> Iterable[list[dict]]:
+    """Batches of at most BATCH_OPERATIONS documents and BATCH_BYTES bytes, from (document, size) pairs."""
     batch: list[dict] = []
     size = 0
-    for doc in docs:
-        doc_size = len(json.dumps(doc))
+    for doc, doc_size in docs:
         if batch and (len(batch) >= BATCH_OPERATIONS or size + doc_size > BATCH_BYTES):
             yield batch
             batch, size = [], 0

@@ -620,12 +620,13 @@ def test_time_range_on_day_and_empty_ranges():
 
 def test_options_parse_everything():
     options = parse_options("PstnCalls", {
-        "$filter": "userId eq 'a'", "$select": "id, duration,startDateTime,id", "$orderby": "startDateTime desc,id",
+        "$filter": "userId eq 'a'", "$select": "id, duration,startDateTime,id",
+        "$orderby": "startDateTime desc,id desc",
         "$top": "5", "$skip": "10", "$count": "true", "$skiptoken": "opaque==", "$format": "json", "code": "key",
         "other": "ignored"}, "odata.maxpagesize=50", 1000)
     assert render(options.filter) == "userId eq 'a'"
     assert options.select == ("id", "duration", "startDateTime")
-    assert options.orderby == (("startDateTime", "desc"), ("id", "asc"))
+    assert options.orderby == (("startDateTime", "desc"), ("id", "desc"))
     assert (options.top, options.skip, options.count, options.skiptoken) == (5, 10, True, "opaque==")
     assert (options.page_size, options.preference_applied, options.format) == (50, "odata.maxpagesize=50", "json")
     with pytest.raises(Exception):
