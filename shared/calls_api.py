@@ -19,7 +19,7 @@ from .privacy import mask_row
 from .query_engine import (PartitionedReader, QuerySpec, TokenError, decode_token, encode_token, fingerprint,
                            read_page)
 from .store import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
-from .web import Response, csv_lines, json_response
+from .web import Response, csv_lines, json_response, known_params
 from .windows import canonical_instant
 
 MAX_ROWS = 50_000
@@ -47,14 +47,6 @@ def _instant(name: str, text: str, end: bool) -> str:
         # overflowed into a 500 (found by tests/test_fuzz_http.py).
         raise bad_request("InvalidParameter", f"{name} is out of range (years 0001 to 9999 in UTC), "
                                               f"got {text[:40]!r}", name) from None
-
-
-def _params(params: Mapping[str, str], allowed: set[str]) -> dict[str, str]:
-    unknown = sorted(set(params) - allowed - {"code"})
-    if unknown:
-        raise bad_request("UnknownParameter", f"unknown parameter(s): {', '.join(unknown)}; "
-                                              f"allowed: {', '.join(sorted(allowed))}", unknown[0])
-    return {k: v.strip() for k, v in params.items()}
 
 
 def _range(p: dict[str, str], now: dt.datetime) -> tuple[str, str]:
@@ -93,7 +85,7 @@ def _user_clause(p: dict[str, str], conditions: list[str], params: list[dict]) -
 def calls(params: Mapping[str, str], containers: Mapping[str, object], base_url: str, mask: bool = False,
           now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
     """`containers`: feed name -> Cosmos container client; `mask`: the PRIVACY_MASK setting."""
-    p = _params(params, {"from", "to", "user", "callType", "feed", "format", "limit", "after"})
+    p = known_params(params, {"from", "to", "user", "callType", "feed", "format", "limit", "after"})
     feed = _choice(p, "feed", tuple(CALL_SETS), "pstn")
     fmt = _choice(p, "format", ("json", "csv"), "json")
     lower, upper = _range(p, now())
@@ -117,7 +109,7 @@ def calls(params: Mapping[str, str], containers: Mapping[str, object], base_url:
 def usage(params: Mapping[str, str], container, base_url: str,
           now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
     """Daily usage summaries from the summaries container."""
-    p = _params(params, {"from", "to", "user", "feed", "format", "limit", "after"})
+    p = known_params(params, {"from", "to", "user", "feed", "format", "limit", "after"})
     fmt = _choice(p, "format", ("json", "csv"), "json")
     lower, upper = _range(p, now())
     # Summaries are per UTC day: a day is in range when it starts inside [from, to). No day starts after

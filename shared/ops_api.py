@@ -9,18 +9,10 @@ from .feeds import FEEDS
 from .odata.errors import bad_request
 from .settings import Settings
 from .status import DEFAULT_DAYS, build_status
-from .web import Response, json_response
+from .web import Response, json_response, known_params
 from .windows import yesterday
 
 MAX_BACKFILL_DAYS = 366
-
-
-def _only(params: Mapping[str, str], allowed: set[str]) -> dict[str, str]:
-    unknown = sorted(set(params) - allowed - {"code"})
-    if unknown:
-        raise bad_request("UnknownParameter", f"unknown parameter(s): {', '.join(unknown)}; allowed: "
-                                              f"{', '.join(sorted(allowed)) or 'none'}", unknown[0])
-    return {k: v.strip() for k, v in params.items()}
 
 
 def _date(params: dict[str, str], name: str) -> dt.date:
@@ -47,7 +39,7 @@ def _feeds(params: dict[str, str], settings: Settings, many: bool) -> list[str]:
 
 
 def status(params: Mapping[str, str], settings: Settings, ledger, now: dt.datetime | None = None) -> dict:
-    p = _only(params, {"days", "format"})
+    p = known_params(params, {"days", "format"})
     days = p.get("days") or str(DEFAULT_DAYS)
     if not days.isdigit() or not 1 <= int(days[:4]) <= 366 or len(days) > 3:
         raise bad_request("InvalidParameter", "days must be a whole number from 1 to 366", "days")
@@ -68,7 +60,7 @@ def dashboard_response(params: Mapping[str, str], settings: Settings, ledger) ->
 def backfill(params: Mapping[str, str], settings: Settings, ledger, api_base: str,
              now: dt.datetime | None = None) -> Response:
     """Record a backfill request per feed; the collector works it off on its next runs, oldest day first."""
-    p = _only(params, {"feed", "from", "to"})
+    p = known_params(params, {"feed", "from", "to"})
     feeds = _feeds(p, settings, many=True)
     first = _date(p, "from")
     last = _date(p, "to") if p.get("to") else first
@@ -88,7 +80,7 @@ def backfill(params: Mapping[str, str], settings: Settings, ledger, api_base: st
 
 
 def replay(params: Mapping[str, str], settings: Settings, collector) -> Response:
-    p = _only(params, {"feed", "day"})
+    p = known_params(params, {"feed", "day"})
     feed = FEEDS[_feeds(p, settings, many=False)[0]]
     day = _date(p, "day")
     from .replay import ReplayError

@@ -36,6 +36,15 @@ def json_response(obj, status: int = 200, headers: Mapping[str, str] | None = No
     return Response(status, body, {"Content-Type": content_type, **(headers or {})})
 
 
+def known_params(params: Mapping[str, str], allowed: set[str]) -> dict[str, str]:
+    """The request's parameters, trimmed; an unknown one is refused by name (`code` is the Functions key)."""
+    unknown = sorted(set(params) - allowed - {"code"})
+    if unknown:
+        raise ODataError(400, "UnknownParameter", f"unknown parameter(s): {', '.join(unknown)}; allowed: "
+                                                  f"{', '.join(sorted(allowed)) or 'none'}", unknown[0])
+    return {k: v.strip() for k, v in params.items()}
+
+
 def error_response(error: ODataError) -> Response:
     """Every route answers client errors in the OData JSON error shape, so clients parse one format."""
     return json_response(error.to_body(), error.status)
