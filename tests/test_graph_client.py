@@ -450,9 +450,9 @@ def test_slow_page_beyond_the_timeout_is_retried(slow_graph):
     sim, graph = slow_graph
     sim.configure(faults=[{"kind": "slow", "seconds": 1.5, "skip": 1000}])
     client = graph(timeout=0.5)
-    started = time.monotonic()
     assert rows_of(client.pages("getPstnCalls", DAY, NEXT_DAY)) == sim.truth("pstn", DAY, NEXT_DAY)
-    assert time.monotonic() - started < 1.4 and client.stats.retries == 1
+    # Without the timeout the slow page would simply have arrived: the retry is the timeout firing.
+    assert client.stats.retries == 1
 
 
 def test_slow_pages_that_never_come_fail_clearly(slow_graph):

@@ -185,11 +185,11 @@ def test_the_same_seed_gives_the_same_rows_in_another_process_and_another_seed_d
     assert {r["id"] for r in other_seed}.isdisjoint({r["id"] for r in sim.truth("pstn", DAY, NEXT_DAY)})
 
 
-def test_fifty_thousand_rows_a_day_generate_quickly():
-    started = time.perf_counter()
+def test_fifty_thousand_rows_a_day_are_generated_distinct_and_in_order():
+    # How fast is a benchmark's business (bench/), not a timed unit test's: only the content is checked here.
     rows = GraphSimulator(rows_per_day=50_000).truth("pstn", DAY, "2024-05-01T23:59:59.9999999Z", "beta")
-    assert len(rows) == 50_000
-    assert time.perf_counter() - started < 5  # about 1 s to generate (plus the copy truth() makes)
+    assert len(rows) == 50_000 and len({r["id"] for r in rows}) == 50_000
+    assert [r["startDateTime"] for r in rows] == sorted(r["startDateTime"] for r in rows)
 
 
 # --- the window --------------------------------------------------------------------------------------
