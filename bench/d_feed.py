@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import threading

@@ -59,7 +59,8 @@ class SummaryStore:
         """Rebuild one feed's summaries of a UTC day from its stored rows; returns how many there are now."""
         fields = ", ".join(f"c.{name}" for name in ROW_FIELDS)
         rows = call_container.query_items(f"SELECT {fields} FROM c WHERE c.day = @day",
-                                          parameters=[{"name": "@day", "value": day}], partition_key=day)
+                                          parameters=[{"name": "@day", "value": day}], partition_key=day,
+                                          max_item_count=1000)  # pages of 1,000: bounded memory on big days
         fresh = summarize(feed, day, rows)
         stale = {d["id"] for d in self.for_day(day, feed)} - {d["id"] for d in fresh}
         operations = [("upsert", (doc,)) for doc in fresh] + [("delete", (doc_id,)) for doc_id in sorted(stale)]
@@ -72,4 +73,4 @@ class SummaryStore:
         if feed:
             query += " AND c.feed = @feed"
             params.append({"name": "@feed", "value": feed})
-        return list(self.container.query_items(query, parameters=params, partition_key=day))
+        return list(self.container.query_items(query, parameters=params, partition_key=day, max_item_count=1000))
