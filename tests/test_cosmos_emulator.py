@@ -41,7 +41,7 @@ def _free_port() -> int:
 class _Server:
     """A running `node devstack/cosmos_server.js` process."""
 
-    def __init__(self, *extra_args: str) -> None:
+    def __init__(self, *extra_args: str, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
@@ -50,6 +50,7 @@ class _Server:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         line = self._read_line(START_TIMEOUT_S)
         match = LISTENING.match(line.strip())
@@ -85,7 +86,8 @@ class _Server:
 
 @pytest.fixture(scope="module")
 def server():
-    srv = _Server()
+    # the debug header lets the [P2] tests see whether a page was cut from the cached result
+    srv = _Server(env={"COSMOS_SERVER_DEBUG_HEADERS": "1"})
     try:
         yield srv
     finally:
@@ -110,6 +112,15 @@ def container(database):
     cont = database.create_container_if_not_exists(
         id=name, partition_key=PartitionKey(path="/day"), default_ttl=-1
     )
+    yield cont
+    database.delete_container(name)
+
+
+@pytest.fixture()
+def plain_container(database):
+    """A fresh container partitioned on /day with TTL off (the [P2] result cache is off when TTL is on)."""
+    name = f"c{uuid.uuid4().hex[:10]}"
+    cont = database.create_container_if_not_exists(id=name, partition_key=PartitionKey(path="/day"))
     yield cont
     database.delete_container(name)
 
@@ -269,6 +280,165 @@ def test_paging_with_continuation_tokens(container):
                                                        enable_cross_partition_query=True).by_page()
             for r in page]
     assert len(seen) == 120 and len(set(seen)) == 120
+
+
+# --------------------------------------------------------------------------------------------------
+# continuation pages cut from the cached result ([P2])
+
+CACHE_HEADER = "x-devstack-result-cache"
+
+
+def _seed_many(container, per_day: int, days=("d1", "d2")) -> None:
+    """`per_day` documents in each day; n repeats (ties for ORDER BY), pad is not projected."""
+    for day in days:
+        for start in range(0, per_day, 100):
+            ops = [("create", ({"id": f"{day}-{i:05d}", "day": day, "n": (i * 7) % 37, "s": f"s{i % 5}",
+                                "pad": "x" * 50},)) for i in range(start, min(start + 100, per_day))]
+            container.execute_item_batch(batch_operations=ops, partition_key=day)
+
+
+def _cached_pages(container, query: str, page_size: int, between=None, **kwargs):
+    """Every page, restarting from the continuation token each time: (pages, tokens, cache outcomes).
+    `between(page_number)` runs after each page that has a continuation."""
+    pages, tokens, outcomes = [], [], []
+    token = None
+    while True:
+        pager = container.query_items(query, max_item_count=page_size, **kwargs).by_page(token)
+        page = list(next(pager))
+        outcomes.append(container.client_connection.last_response_headers.get(CACHE_HEADER))
+        pages.append(page)
+        token = pager.continuation_token
+        tokens.append(token)
+        if not token:
+            return pages, tokens, outcomes
+        if between:
+            between(len(pages))
+
+
+DAY = [{"name": "@day", "value": "d1"}]
+PAGED_QUERIES = [
+    ("SELECT c.id, c.n, c.s FROM c WHERE c.day = @day", DAY, {"partition_key": "d1"}),
+    ("SELECT c.id, c.n FROM c WHERE c.day = @day ORDER BY c.n DESC", DAY, {"partition_key": "d1"}),
+    ("SELECT c.id, c.n, c.s FROM c ORDER BY c.n", None, {"enable_cross_partition_query": True}),
+    ("SELECT TOP 1500 c.id, c.day FROM c WHERE c.n > 3 ORDER BY c.s DESC", None, {"enable_cross_partition_query": True}),
+]
+
+
+@pytest.mark.parametrize("query,params,scope", PAGED_QUERIES)
+def test_paged_query_from_cache_equals_unpaged(plain_container, query, params, scope):
+    _seed_many(plain_container, per_day=1500)
+    whole = list(plain_container.query_items(query, parameters=params, **scope))
+    assert len(whole) >= 1000
+
+    pages, tokens, outcomes = _cached_pages(plain_container, query, 100, parameters=params, **scope)
+    assert [r for page in pages for r in page] == whole
+    assert all(len(page) == 100 for page in pages[:-1])
+    assert outcomes[0] == "miss" and set(outcomes[1:]) == {"hit"}, outcomes
+
+    # The same pages with the cache defeated before every page: a write the query cannot see (another
+    # partition, or, across partitions, a document that sorts before every continuation point or fails the
+    # WHERE) still counts as a write, so each page runs the whole query. Same items, same tokens.
+    def unseen_write(_):
+        plain_container.upsert_item({"id": "unseen", "day": "d9", "n": -1, "s": "a"})
+
+    uncached, uncached_tokens, uncached_outcomes = _cached_pages(
+        plain_container, query, 100, between=unseen_write, parameters=params, **scope
+    )
+    assert set(uncached_outcomes) == {"miss"}, uncached_outcomes
+    assert uncached == pages and uncached_tokens == tokens
+
+
+def test_read_feed_pages_from_cache(plain_container):
+    _seed_many(plain_container, per_day=1200)
+    whole = list(plain_container.read_all_items())
+    rows, outcomes = [], []
+    for page in plain_container.read_all_items(max_item_count=100).by_page():
+        rows += list(page)
+        outcomes.append(plain_container.client_connection.last_response_headers.get(CACHE_HEADER))
+    assert [r["id"] for r in rows] == [r["id"] for r in whole] and len(rows) == 2400
+    assert outcomes[0] == "miss" and set(outcomes[1:]) == {"hit"}, outcomes
+
+
+@pytest.mark.parametrize("order_by", ["", " ORDER BY c.n DESC"])
+def test_write_between_pages_is_seen_by_the_next_page(plain_container, order_by):
+    _seed_many(plain_container, per_day=1000, days=("d1",))
+    query = f"SELECT c.id, c.n, c.s FROM c WHERE c.day = @day{order_by}"
+    first = list(plain_container.query_items(query, parameters=DAY, partition_key="d1"))
+
+    def writes(page_number):
+        seen = {r["id"] for page in pages_so_far for r in page}
+        if page_number == 2:
+            # n = 0 sorts after every page read so far with ORDER BY n DESC; a new _rid sorts last without
+            plain_container.upsert_item({"id": "new-doc", "day": "d1", "n": 0, "s": "new"})
+        elif page_number == 3:
+            victim = first[-5]["id"]
+            assert victim not in seen
+            plain_container.delete_item(victim, partition_key="d1")
+        elif page_number == 4:
+            target = first[-10]["id"]
+            assert target not in seen
+            plain_container.patch_item(target, "d1", [{"op": "set", "path": "/s", "value": "patched"}])
+
+    pages_so_far: list[list[dict]] = []
+    token = None
+    outcomes = []
+    while True:
+        pager = plain_container.query_items(query, parameters=DAY, partition_key="d1", max_item_count=100).by_page(token)
+        pages_so_far.append(list(next(pager)))
+        outcomes.append(plain_container.client_connection.last_response_headers.get(CACHE_HEADER))
+        token = pager.continuation_token
+        if not token:
+            break
+        writes(len(pages_so_far))
+    rows = [r for page in pages_so_far for r in page]
+
+    # exactly what the query returns now, since every write landed after the pages already read
+    now = list(plain_container.query_items(query, parameters=DAY, partition_key="d1"))
+    assert rows == now
+    ids = [r["id"] for r in rows]
+    assert "new-doc" in ids and first[-5]["id"] not in ids
+    assert next(r for r in rows if r["id"] == first[-10]["id"])["s"] == "patched"
+    assert len(ids) == len(set(ids)) == 1000
+    # page 1 fills the cache, pages 2-4 hit it; each write makes the next page run the query again
+    assert outcomes[:6] == ["miss", "hit", "miss", "miss", "miss", "hit"], outcomes
+
+
+def test_result_cache_is_dropped_by_replace_container_and_off_with_ttl(database, plain_container, container):
+    _seed_many(plain_container, per_day=300, days=("d1",))
+    query = "SELECT c.id FROM c"
+    pager = plain_container.query_items(query, partition_key="d1", max_item_count=50).by_page()
+    conn = plain_container.client_connection
+    next(pager)
+    next(pager)
+    assert conn.last_response_headers.get(CACHE_HEADER) == "hit"
+    # new properties (the indexing policy decides which ORDER BY queries are served): run the query again
+    composite = [[{"path": "/n", "order": "ascending"}, {"path": "/s", "order": "descending"}]]
+    database.replace_container(plain_container, partition_key=PartitionKey(path="/day"),
+                               indexing_policy={"compositeIndexes": composite})
+    assert len(list(next(pager))) == 50
+    assert conn.last_response_headers.get(CACHE_HEADER) == "miss"
+    database.replace_container(plain_container, partition_key=PartitionKey(path="/day"), default_ttl=3600)
+    assert len(list(next(pager))) == 50
+    # TTL is now on: expiry would change results without a write, so nothing is cached
+    assert conn.last_response_headers.get(CACHE_HEADER) == "off"
+
+    _seed_many(container, per_day=300, days=("d1",))  # default_ttl=-1: TTL on
+    pages, _, outcomes = _cached_pages(container, query, 100, partition_key="d1")
+    assert set(outcomes) == {"off"} and sum(len(p) for p in pages) == 300
+
+
+@pytest.mark.timeout(240)
+def test_paging_a_large_partition_runs_the_query_once(plain_container):
+    """20,000 rows of one day in pages of 500: the query is evaluated for the first page only."""
+    _seed_many(plain_container, per_day=20000, days=("d1",))
+    query = "SELECT c.id, c.n, c.s FROM c WHERE c.day = @day"
+    for order_by in ("", " ORDER BY c.n"):
+        start = time.perf_counter()
+        pages, _, outcomes = _cached_pages(plain_container, query + order_by, 500, parameters=DAY, partition_key="d1")
+        elapsed = time.perf_counter() - start
+        assert sum(len(p) for p in pages) == 20000 and len(pages) == 40
+        assert outcomes.count("miss") == 1 and outcomes.count("hit") == 39, outcomes
+        print(f"\n[P2] 20,000 rows in pages of 500{order_by or ''}: {elapsed:.2f} s")
 
 
 # --------------------------------------------------------------------------------------------------
