@@ -14,15 +14,21 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .archive import Archive, Manifest, PageEntry, run_prefix
+from .day_shape import ShapeCounter, plan
 from .feeds import FEEDS, Feed, enabled_feeds
 from .ledger import DayOutcome, Ledger, new_run_id
 from .replay import ReplayReport, replay_day
 from .settings import Settings
 from .store import CallStore, DayWriter
 from .summaries import SummaryStore
-from .windows import Window, day_window, parse_instant, split, yesterday
+from .windows import Window, day_window, parse_instant, split, utc_days, yesterday
 
 log = logging.getLogger("collector")
+
+# Most windows of a day read at once when the day's shape is known (see _planned_concurrency).
+MAX_WINDOW_THREADS = 64
+# Seconds a Graph page takes to arrive, for sizing how many requests keep the rate limit busy.
+ASSUMED_PAGE_SECONDS = 2.0
 
 Progress = Callable[[DayOutcome], None]
 
@@ -114,16 +120,26 @@ class Collector:
                              took_over_from=lease_taken.took_over_from)
         try:
             parts = 1 if feed.name in self.whole_day_only else self.settings.subwindows
-            strays = self._fetch(feed, split(window, parts), prefix, manifest, writer, lease)
+            shape = self.ledger.day_shape(feed.name, day_text) if parts > 1 else None
+            if shape is not None and shape.start == _iso(window.start):
+                windows, at_once = plan(window, shape), self._planned_concurrency()
+            else:
+                windows = split(window, parts)
+                at_once = len(windows)
+            writer.prefetch(utc_days(window))
+            counter = ShapeCounter(window)
+            strays = self._fetch(feed, windows, prefix, manifest, writer, lease, counter, at_once)
             if strays and parts > 1:
                 log.warning("feed %s day %s: sub-windows returned %d rows outside themselves; falling back to "
                             "whole-day windows for this feed", feed.name, day_text, strays)
                 self.whole_day_only.add(feed.name)
-                self._fetch(feed, [window], prefix, manifest, writer, lease)
+                counter = ShapeCounter(window)
+                self._fetch(feed, [window], prefix, manifest, writer, lease, counter, 1)
             counts = writer.finish()
             outcome.outcome = "succeeded"
             outcome.windows = len(manifest.subwindows)
             outcome.new, outcome.changed, outcome.unchanged = counts.new, counts.changed, counts.unchanged
+            outcome.shape = counter.shape(_iso(window.start)).as_dict()
         except Exception as exc:
             outcome.error = _describe(exc)
             try:
@@ -164,9 +180,16 @@ class Collector:
                       feed.name, outcome.day, _describe(exc))
         _log_outcome(outcome)
 
+    def _planned_concurrency(self) -> int:
+        # Little's law: requests in flight = rate x time each takes. More windows than that at once would only
+        # queue on the rate limiter, each holding a thread.
+        by_rate = int(self.settings.graph_max_requests_per_second * ASSUMED_PAGE_SECONDS + 0.999)
+        return max(self.settings.subwindows, min(MAX_WINDOW_THREADS, by_rate))
+
     def _fetch(self, feed: Feed, windows: list[Window], prefix: str, manifest: Manifest,
-               writer: DayWriter, lease: "_LeaseKeeper") -> int:
-        """Fetch windows concurrently; archive then store each page. Returns rows seen outside their window."""
+               writer: DayWriter, lease: "_LeaseKeeper", counter: ShapeCounter, at_once: int) -> int:
+        """Fetch windows, `at_once` at a time; archive then store each page; count the day's shape. Returns
+        the rows seen outside their window."""
         lock = threading.Lock()
         strays = 0
 
@@ -175,27 +198,56 @@ class Collector:
             label = f"{_iso(window.start)}/{_iso(window.end)}"
             with lock:
                 manifest.subwindows.append({"start": _iso(window.start), "end": _iso(window.end)})
+            previous_rows = None
             for page in self.graph.pages(feed.graph_function, window.start, window.end):
+                # The loop variable would keep this page alive while the next one is fetched and parsed: with
+                # every window doing that, a big day holds twice the pages it needs. Hold the parts instead,
+                # each only as long as it is used (the body until archived, the rows until stored).
+                body, rows = page.body, page.rows
+                del page
                 with lock:
                     number = len(manifest.pages) + 1
-                    manifest.pages.append(PageEntry("", "", len(page.body), len(page.rows), label))
-                name, digest = self.archive.put_page(prefix, number, page.body)
-                with lock:
-                    entry = manifest.pages[number - 1]
-                    entry.name, entry.sha256 = name, digest
-                writer.add(page.rows)
-                lease.keep()
-                outside = sum(1 for row in page.rows if not _inside(row, window, feed.to_inclusive))
-                if outside:
-                    with lock:
-                        strays += outside
+                    manifest.pages.append(PageEntry("", "", len(body), len(rows), label))
+                upload = uploads.submit(self.archive.put_page, prefix, number, body)
+                del body
 
-        if len(windows) == 1:
-            one(windows[0])
-        else:
-            with ThreadPoolExecutor(len(windows), thread_name_prefix="window") as pool:
-                for future in [pool.submit(one, w) for w in windows]:
-                    future.result()
+                def archived(upload=upload, number=number) -> None:
+                    name, digest = upload.result()
+                    with lock:
+                        entry = manifest.pages[number - 1]
+                        entry.name, entry.sha256 = name, digest
+
+                # The page uploads while its rows are hashed and compared (a re-scan's two largest costs), and
+                # nothing of it is written before it is archived.
+                try:
+                    writer.add(rows, gate=archived)
+                except BaseException:
+                    try:
+                        archived()  # a rejected page is still archived: the manifest names it
+                    except Exception:
+                        pass
+                    raise
+                lease.keep()
+                starts = [_start(row) for row in rows]
+                del rows
+                inside = [t for t in starts if t is not None and _inside(t, window, feed.to_inclusive)]
+                with lock:
+                    strays += len(starts) - len(inside)
+                    for instant in inside:
+                        counter.add(instant)
+                    if previous_rows is not None:
+                        counter.full_page(previous_rows)  # it was followed by this one: a full page
+                previous_rows = len(starts)
+
+        threads = max(1, min(len(windows), at_once))
+        with ThreadPoolExecutor(threads, thread_name_prefix="archive") as uploads:
+            if threads == 1:
+                for window in windows:
+                    one(window)
+            else:
+                with ThreadPoolExecutor(threads, thread_name_prefix="window") as pool:
+                    for future in [pool.submit(one, w) for w in windows]:
+                        future.result()
         return strays
 
     def refresh_summaries(self, feed: Feed, utc_days: Iterable[str]) -> None:
@@ -271,11 +323,22 @@ def _iso(instant: dt.datetime) -> str:
     return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _inside(row: dict, window: Window, to_inclusive: bool) -> bool:
+def _start(row: dict) -> dt.datetime | None:
+    value = row.get("startDateTime")
     try:
-        start = parse_instant(row["startDateTime"])
-    except (KeyError, TypeError, ValueError):
-        return False
+        # Python 3.11 reads Graph's form (7 fractional digits, Z) itself; parse_instant handles the rest.
+        instant = dt.datetime.fromisoformat(value)
+        if instant.tzinfo is not None:
+            return instant
+    except (TypeError, ValueError):
+        pass
+    try:
+        return parse_instant(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _inside(start: dt.datetime, window: Window, to_inclusive: bool) -> bool:
     return window.start <= start and (start <= window.end if to_inclusive else start < window.end)
 
 
@@ -297,7 +360,9 @@ def build_collector(settings: Settings, graph=None, credential=None) -> Collecto
     from .connections import blob_service, cosmos_client
     from .credentials import graph_credential
     from .graph import GraphClient
+    from .heap import pin_mmap_threshold
 
+    pin_mmap_threshold()  # page bodies go back to the system when freed (see shared/heap.py)
     database = cosmos_client(settings).get_database_client(settings.cosmos_database)
     stores = {name: CallStore(database.get_container_client(feed.container(settings))) for name, feed in FEEDS.items()}
     ledger = Ledger(database.get_container_client(settings.cosmos_runs_container))

@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from .day_shape import DayShape
 from .windows import days_between
 
 FIRST_RUN_LOOKBACK_DAYS = 30
@@ -47,6 +48,7 @@ class DayOutcome:
     windows: int = 1
     days_written: list[str] = field(default_factory=list)
     took_over_from: str | None = None      # a run that held this day's lease and stopped (crashed) before finishing
+    shape: dict | None = None              # rows per five minutes and page size (shared.day_shape), on success
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,6 +149,16 @@ class Ledger:
             return False
 
     # --- outcomes -------------------------------------------------------------------------------------
+    def day_shape(self, feed: str, day: str) -> DayShape | None:
+        """The day's shape from its last successful run, if any: how a new run cuts it into windows."""
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        try:
+            state = self.container.read_item(f"day:{day}", partition_key=feed)
+        except CosmosResourceNotFoundError:
+            return None
+        return DayShape.from_dict(state.get("shape"))
+
     def record(self, outcome: DayOutcome) -> None:
         """Write the run's record and update the day's state, releasing the lease."""
         doc = {"id": f"run:{outcome.run_id}:{outcome.day}", "pk": outcome.feed, "kind": "run", **outcome.as_dict()}
@@ -167,7 +179,7 @@ class Ledger:
                       "lease": None})
         if outcome.outcome == "succeeded":
             state.update({"lastSuccessAt": outcome.ended, "rows": outcome.rows, "pages": outcome.pages,
-                          "lastError": None})
+                          "lastError": None, "shape": outcome.shape})
         else:
             state["lastError"] = outcome.error
         for system_field in ("_rid", "_self", "_etag", "_attachments", "_ts"):

@@ -71,7 +71,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("COVERAGE_START", None, "First day (YYYY-MM-DD) that must be collected; unset: 30 days before the first run."),
     Spec("RESCAN_DAYS", "3", "Recent days collected again on every run, to pick up rows Graph publishes late."),
     Spec("TIME_BUDGET_SECONDS", "1500", "Wall time one timer run may spend before it leaves the rest to the next run."),
-    Spec("SUBWINDOWS", "1", "Concurrent sub-windows a day is fetched in (1 = whole day)."),
+    Spec("SUBWINDOWS", "1",
+         "Concurrent sub-windows a day is fetched in (1 = whole day). Above 1, a day collected before is cut to "
+         "its shape instead: windows of about a page each."),
     Spec("LEASE_SECONDS", "300",
          "A day's lease in the ledger: renewed while its run makes progress, free this long after a run died."),
     Spec("UPSERT_CONCURRENCY", "8", "Concurrent Cosmos writes (each a batch of up to 100 rows of one day)."),

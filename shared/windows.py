@@ -42,6 +42,13 @@ def split(window: Window, parts: int) -> list[Window]:
     return [Window(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
+def utc_days(window: Window) -> list[str]:
+    """The UTC days (day partitions) a window's instants fall in."""
+    first = window.start.astimezone(UTC).date()
+    last = (window.end - dt.timedelta(microseconds=1)).astimezone(UTC).date()
+    return [d.isoformat() for d in days_between(first, last)]
+
+
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 

@@ -179,6 +179,34 @@ def test_concurrent_subwindows_give_the_same_truth(stack, sim):
     assert sum(f"fromDateTime={DAYS[0]}T06:00:00Z," in u for u in urls) == 1  # the second quarter of the day
 
 
+def test_a_day_collected_again_is_cut_to_its_shape_and_read_one_page_a_window(stack, sim):
+    sim.configure(page_size=100)
+    settings = fresh_settings(stack, sim.url, SUBWINDOWS="4", FEEDS="pstn")
+    first = run_days(settings, [PSTN], DAYS[0], DAYS[0]).outcomes[0]
+    assert (first.outcome, first.windows) == ("succeeded", 4) and first.pages > 25  # equal quarters, many pages
+    state = new_collector(settings).ledger.day_states("pstn")[DAYS[0].isoformat()]
+    assert sum(state["shape"]["counts"]) == 2500 and state["shape"]["pageRows"] == 100
+
+    again = run_days(settings, [PSTN], DAYS[0], DAYS[0]).outcomes[0]
+    assert (again.new, again.changed, again.unchanged) == (0, 0, 2500)
+    assert again.windows > 2500 // 100 and again.pages == again.windows  # every window one page
+    starts = sorted(e["path"].split("fromDateTime=")[1][:20] for e in sim.request_log()[first.pages:]
+                    if "$skip" not in e["path"])
+    assert len(starts) == again.windows and starts[0] == f"{DAYS[0]}T00:00:00Z"
+
+    # Late rows make some window two pages; none is lost.
+    sim.configure(late_rows=[{"day": DAYS[0].isoformat(), "feed": "pstn", "count": 300, "after_requests": 0}])
+    late = run_days(settings, [PSTN], DAYS[0], DAYS[0]).outcomes[0]
+    assert (late.new, late.unchanged) == (300, 2500) and late.pages > late.windows
+    assert_store_equals_truth(settings, sim, "pstn", [DAYS[0]])
+
+
+def test_a_whole_day_setting_never_cuts_a_day_by_its_shape(stack, sim):
+    settings = fresh_settings(stack, sim.url, SUBWINDOWS="1", FEEDS="pstn")
+    outcomes = [run_days(settings, [PSTN], DAYS[0], DAYS[0]).outcomes[0] for _ in range(2)]
+    assert [o.windows for o in outcomes] == [1, 1] and outcomes[1].unchanged == 2500
+
+
 def test_berlin_yesterday_is_the_berlin_day_across_the_dst_change(stack, sim):
     settings = fresh_settings(stack, sim.url, FEEDS="pstn", TIME_ZONE="Europe/Berlin", RESCAN_DAYS="1",
                               COVERAGE_START="2026-03-29")

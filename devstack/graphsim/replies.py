@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import orjson
+
 # Graph's error codes for the statuses the simulator produces.
 ERROR_CODES = {
     400: "BadRequest", 401: "InvalidAuthenticationToken", 403: "Forbidden", 404: "ResourceNotFound",
@@ -49,7 +51,12 @@ class GraphError(Exception):
 
 
 def compact_json(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    # The simulator stands in for Graph's servers, but shares the machine with the collector it serves: orjson
+    # writes a 1,000-row page in a fifteenth of json.dumps' CPU, which the benchmarks would otherwise count.
+    try:
+        return orjson.dumps(obj)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def json_reply(status: int, obj: object, headers: dict[str, str] | None = None) -> Reply:
