@@ -161,8 +161,9 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
-# Most rows one query answer is asked for: a full page (1,000) and its look-ahead row, plus some $skip.
-MAX_BATCH = 2000
+# Most rows one query answer is asked for: a full page (5,000) and its look-ahead row, plus some $skip. Cosmos
+# DB ends an answer at 4 MB whatever is asked, so this bounds memory only when the answers are small.
+MAX_BATCH = 6000
 
 
 @dataclass
