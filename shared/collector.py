@@ -122,7 +122,8 @@ class Collector:
             parts = 1 if feed.name in self.whole_day_only else self.settings.subwindows
             shape = self.ledger.day_shape(feed.name, day_text) if parts > 1 else None
             if shape is not None and shape.start == _iso(window.start):
-                windows, at_once = plan(window, shape), self._planned_concurrency()
+                at_once = self._planned_concurrency()
+                windows = plan(window, shape, at_once)
             else:
                 windows = split(window, parts)
                 at_once = len(windows)

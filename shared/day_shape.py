@@ -71,10 +71,16 @@ class ShapeCounter:
         return DayShape(start_iso, tuple(self.counts), self.page_rows or None)
 
 
-def plan(window: Window, shape: DayShape, fill: float = FILL) -> list[Window]:
-    """Adjacent windows from the window's start to its end, each expected to hold at most `fill` of a page.
-    Quiet buckets join their neighbours; a bucket busier than that is cut into equal parts."""
-    target = max(1, int((shape.page_rows or DEFAULT_PAGE_ROWS) * fill))
+def plan(window: Window, shape: DayShape, parts: int, fill: float = FILL) -> list[Window]:
+    """Adjacent windows from the window's start to its end, each expected to hold at most `fill` of a page, or
+    a `parts`-th of the day's rows if that is more. Quiet buckets join their neighbours; a bucket busier than
+    that is cut into equal parts.
+
+    `parts` is how many windows can be read at once. Where the rate limit allows fewer requests in flight than
+    the day has pages, page-sized windows would only add a partial last page each (a quarter more requests
+    than pages), so the windows then hold many pages each, about equal in rows so that they end together."""
+    total = sum(shape.counts)
+    target = max(1, int((shape.page_rows or DEFAULT_PAGE_ROWS) * fill), -(-total // max(1, parts)))
     out: list[Window] = []
     current, held = window.start, 0
     for i, count in enumerate(shape.counts):
