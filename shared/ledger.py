@@ -51,7 +51,11 @@ class DayOutcome:
     shape: dict | None = None              # rows per five minutes and page size (shared.day_shape), on success
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # The shape (about 300 numbers) is kept in the day's state only: run records, the command line's JSON
+        # and the operator routes' answers do not need it.
+        out = asdict(self)
+        del out["shape"]
+        return out
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:

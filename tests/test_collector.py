@@ -184,8 +184,10 @@ def test_a_day_collected_again_is_cut_to_its_shape_and_read_one_page_a_window(st
     settings = fresh_settings(stack, sim.url, SUBWINDOWS="4", FEEDS="pstn")
     first = run_days(settings, [PSTN], DAYS[0], DAYS[0]).outcomes[0]
     assert (first.outcome, first.windows) == ("succeeded", 4) and first.pages > 25  # equal quarters, many pages
-    state = new_collector(settings).ledger.day_states("pstn")[DAYS[0].isoformat()]
+    ledger = new_collector(settings).ledger
+    state = ledger.day_states("pstn")[DAYS[0].isoformat()]
     assert sum(state["shape"]["counts"]) == 2500 and state["shape"]["pageRows"] == 100
+    assert "shape" not in ledger.runs("pstn", DAYS[0].isoformat())[0]  # the day's state only, not each run's
 
     again = run_days(settings, [PSTN], DAYS[0], DAYS[0]).outcomes[0]
     assert (again.new, again.changed, again.unchanged) == (0, 0, 2500)
