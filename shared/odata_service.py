@@ -22,7 +22,7 @@ from .web import Response, json_response
 log = logging.getLogger("odata")
 
 # Server-driven page size, as Dataverse's OData API uses: a Power BI refresh reads a week of a large tenant in a
-# tenth of the round trips 1,000-row pages took, and each page stays about 4 MB of JSON (1 MB gzipped), far
+# fifth of the round trips 1,000-row pages took, and each page stays about 4 MB of JSON (1 MB gzipped), far
 # below what a Functions instance holds. `Prefer: odata.maxpagesize` asks for smaller pages.
 MAX_PAGE_SIZE = 5000
 JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
