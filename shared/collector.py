@@ -325,17 +325,9 @@ def _iso(instant: dt.datetime) -> str:
 
 
 def _start(row: dict) -> dt.datetime | None:
-    value = row.get("startDateTime")
     try:
-        # Python 3.11 reads Graph's form (7 fractional digits, Z) itself; parse_instant handles the rest.
-        instant = dt.datetime.fromisoformat(value)
-        if instant.tzinfo is not None:
-            return instant
-    except (TypeError, ValueError):
-        pass
-    try:
-        return parse_instant(value)
-    except (TypeError, ValueError, AttributeError):
+        return parse_instant(row["startDateTime"])
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 

@@ -55,6 +55,13 @@ def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
 
 def parse_instant(text: str) -> dt.datetime:
     """A Graph DateTimeOffset string (7 fractional digits, Z or offset) as an aware UTC datetime."""
+    try:
+        # Python 3.11 reads Graph's own form (7 digits, truncated to 6 as below; Z) at C speed: once per row.
+        parsed = dt.datetime.fromisoformat(text)
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+    except (TypeError, ValueError):
+        pass
     value = text.strip()
     if value.endswith("Z") or value.endswith("z"):
         value = value[:-1] + "+00:00"
