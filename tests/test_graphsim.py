@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTH = {"Authorization": "Bearer test-token"}
 DAY, NEXT_DAY = "2024-05-01", "2024-05-02"
 DEFAULT_KNOBS = dict(rows_per_day=2500, rows_per_day_overrides={}, page_size=1000, latency=0, faults=[],
-                     late_rows=[], rate_limit=None, token=None)
+                     late_rows=[], rate_limit=None, token=None, functions={})
 TICKS_7 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z")
 
 
@@ -55,12 +55,16 @@ def get(url, headers=AUTH, **kwargs):
     return requests.get(url, headers=headers, timeout=10, **kwargs)
 
 
-def collect(url):
+def function_url(sim, name, start=DAY, end=NEXT_DAY, version="v1.0"):
+    return f"{sim.url}/{version}/communications/callRecords/{name}(fromDateTime={start},toDateTime={end})"
+
+
+def collect(url, headers=AUTH):
     """Follow nextLinks verbatim; return (rows, page bodies)."""
     rows, pages = [], []
     with requests.Session() as session:
         while url:
-            response = session.get(url, headers=AUTH, timeout=10)
+            response = session.get(url, headers=headers, timeout=10)
             assert response.status_code == 200, response.text
             body = response.json()
             pages.append(body)
@@ -385,6 +389,129 @@ def test_the_rate_limit_answers_429_with_retry_after_beyond_the_window(sim):
     assert get(pstn_url(sim)).status_code == 200
 
 
+# --- extra, made-up functions -----------------------------------------------------------------------
+MADE_UP = {"getMadeUpCalls": {"rows": "directRouting", "to_inclusive": False, "row_type": "madeUpLogRow"}}
+
+
+def test_an_extra_function_serves_its_datasets_rows_under_its_own_name_and_row_type():
+    with GraphSimulator(seed=3, token="t", functions=MADE_UP,
+                        rows_per_day={"pstn": 100, "directRouting": 1200}) as own:
+        headers = {"Authorization": "Bearer t"}
+        for version in ("v1.0", "beta"):
+            rows, pages = collect(function_url(own, "getMadeUpCalls", version=version), headers)
+            assert [p["@odata.count"] for p in pages] == [1000, 200]
+            assert pages[0]["@odata.nextLink"] == (
+                f"{own.url}/{version}/communications/callRecords/getMadeUpCalls"
+                f"(fromDateTime={DAY},toDateTime={NEXT_DAY})?$skip=1000")
+            assert "@odata.nextLink" not in pages[-1]
+            assert all(p["@odata.context"] == f"{own.url}/{version}/$metadata"
+                       "#Collection(microsoft.graph.callRecords.madeUpLogRow)" for p in pages)
+            assert rows == own.truth("directRouting", DAY, NEXT_DAY, version)
+            assert rows == collect(function_url(own, "getDirectRoutingCalls", version=version), headers)[0]
+        # As for the real functions, the name is matched whatever its case; links spell it as declared.
+        body = get(function_url(own, "GETMADEUPCALLS"), headers=headers).json()
+        assert body["@odata.nextLink"].startswith(f"{own.url}/v1.0/communications/callRecords/getMadeUpCalls(")
+        assert get(function_url(own, "getMadeUpCalls"), headers=AUTH).status_code == 401
+        full_names = ["fromDateTime", "toDateTime"]  # the default
+        assert own.config()["functions"] == {
+            "getMadeUpCalls": {**MADE_UP["getMadeUpCalls"], "next_link_parameters": full_names}}
+
+
+def test_an_extra_functions_to_inclusive_is_honoured_at_the_windows_end(sim):
+    sim.configure(functions={
+        "getInclusiveRoutingCalls": {"rows": "directRouting", "to_inclusive": True, "row_type": "madeUpLogRow"},
+        "getExclusivePstnCalls": {"rows": "pstn", "to_inclusive": False, "row_type": "madeUpLogRow"},
+    })
+    for name, real, feed, inclusive in (
+            ("getInclusiveRoutingCalls", "getDirectRoutingCalls", "directRouting", True),
+            ("getExclusivePstnCalls", "getPstnCalls", "pstn", False)):
+        truth = sim.truth(feed, DAY, NEXT_DAY)
+        edge = truth[100]["startDateTime"]
+        up_to_edge = [r for r in truth if r["startDateTime"] <= edge]
+        before_edge = [r for r in truth if r["startDateTime"] < edge]
+        extra = get(function_url(sim, name, DAY, edge)).json()["value"]
+        assert extra == (up_to_edge if inclusive else before_edge), name
+        assert get(function_url(sim, real, DAY, edge)).json()["value"] == (before_edge if inclusive else up_to_edge)
+        at_edge = get(function_url(sim, name, edge, edge)).json()["value"]
+        assert bool(at_edge) == inclusive
+
+
+def test_an_extra_function_can_shorten_its_next_link_parameters_and_the_links_are_followed(sim):
+    sim.configure(page_size=600, functions={"getShortCalls": {"rows": "pstn", "to_inclusive": True,
+                                                              "row_type": "shortLogRow",
+                                                              "next_link_parameters": ["from", "to"]}})
+    rows, pages = collect(function_url(sim, "getShortCalls", version="beta"))
+    base = f"{sim.url}/beta/communications/callRecords/getShortCalls(from={DAY},to={NEXT_DAY})"
+    links = [f"{base}?$skip={n}" for n in (600, 1200, 1800, 2400)]
+    assert [p.get("@odata.nextLink") for p in pages] == links + [None]
+    assert rows == sim.truth("pstn", DAY, NEXT_DAY, "beta")
+
+
+def test_an_extra_function_shares_its_datasets_faults_late_rows_and_rate_limit(sim):
+    sim.configure(functions=MADE_UP,
+                  faults=[{"kind": "status", "status": 503, "feed": "directRouting"},
+                          {"kind": "status", "status": 500, "feed": "pstn"}],
+                  late_rows=[{"day": DAY, "feed": "directRouting", "count": 4, "after_requests": 2}])
+    statuses = [get(function_url(sim, "getMadeUpCalls")).status_code for _ in range(2)]
+    assert statuses == [503, 200]  # the directRouting rule fires; the pstn one does not
+    body = get(function_url(sim, "getMadeUpCalls")).json()
+    assert body["@odata.count"] == 504 and body["value"] == sim.truth("directRouting", DAY, NEXT_DAY)
+    sim.configure(rate_limit="1/60")
+    assert get(function_url(sim, "getMadeUpCalls")).status_code == 200
+    assert get(dr_url(sim)).status_code == 429  # one window for every function
+
+
+def test_declaring_extra_functions_leaves_the_real_ones_exactly_as_they_were(sim):
+    urls = [pstn_url(sim), pstn_url(sim) + "?$skip=2000", dr_url(sim, version="beta"),
+            sim.url + "/v1.0/communications/callRecords/GetPstnCalls(from=2024-05-01,to=2024-05-02)"]
+    before = [get(url).content for url in urls]
+    prefixed = function_url(sim, "getPstnCallsV2")
+    assert get(prefixed).status_code == 400  # read as getPstnCalls followed by junk, as before
+    sim.configure(functions={**MADE_UP, "getPstnCallsV2": {"rows": "directRouting", "to_inclusive": True,
+                                                          "row_type": "madeUpLogRow"}})
+    assert [get(url).content for url in urls] == before
+    # The longer declared name wins over the real name it starts with.
+    assert get(prefixed).json()["@odata.context"].endswith(".madeUpLogRow)")
+    sim.reset()  # like every knob but the faults, the extras survive a reset
+    assert get(function_url(sim, "getMadeUpCalls")).status_code == 200
+    sim.configure(functions={})  # the knob replaces the extras: none are left
+    assert get(function_url(sim, "getMadeUpCalls")).status_code == 404
+    assert [get(url).content for url in urls] == before
+
+
+def _declare(name="getMadeUpCalls", **fields):
+    return {name: {**MADE_UP["getMadeUpCalls"], **fields}}
+
+
+@pytest.mark.parametrize("functions, problem", [
+    (["getMadeUpCalls"], "functions must be an object"),
+    ({"getMadeUpCalls": "directRouting"}, "'getMadeUpCalls' must be declared as an object"),
+    (_declare("get-made-up"), "'get-made-up' is not a plain identifier"),
+    (_declare("1stCalls"), "'1stCalls' is not a plain identifier"),
+    (_declare("getCallsé"), "is not a plain identifier"),
+    (_declare(""), "'' is not a plain identifier"),
+    (_declare("getPstnCalls"), "'getPstnCalls' is the real function getPstnCalls"),
+    (_declare("getpstncalls"), "'getpstncalls' is the real function getPstnCalls"),
+    (_declare("GETDIRECTROUTINGCALLS"), "is the real function getDirectRoutingCalls"),
+    ({**_declare("getMadeUpCalls"), **_declare("getmadeupcalls")}, "differ only in case"),
+    (_declare(rows="fax"), "'rows' must be a dataset, one of ['pstn', 'directRouting'], not 'fax'"),
+    (_declare(to_inclusive="yes"), "'to_inclusive' must be true or false, not 'yes'"),
+    (_declare(to_inclusive=1), "'to_inclusive' must be true or false, not 1"),
+    (_declare(row_type="made up row"), "'row_type' must be a plain identifier"),
+    (_declare(next_link_parameters=["start", "end"]), "'next_link_parameters' must be [from, to]"),
+    (_declare(next_link_parameters="from,to"), "'next_link_parameters' must be [from, to]"),
+    (_declare(to_inclsive=True), "unknown fields ['to_inclsive']"),
+    ({"getMadeUpCalls": {"rows": "pstn", "to_inclusive": True}}, "'getMadeUpCalls' is missing ['row_type']"),
+])
+def test_bad_function_declarations_are_refused_naming_the_problem(sim, functions, problem):
+    sim.configure(functions=MADE_UP)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        sim.configure(functions=functions)
+    assert list(sim.config()["functions"]) == ["getMadeUpCalls"]  # a refused knob changes nothing
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        GraphSimulator(functions=functions)
+
+
 # --- control API -------------------------------------------------------------------------------------
 def _control(sim, path, payload=None):
     data = None if payload is None else json.dumps(payload).encode()
@@ -412,6 +539,13 @@ def test_the_control_api_works_from_a_plain_http_client(sim):
     offset = _control(sim, "/_sim/truth?feed=directRouting&from=2024-05-01T02:00:00%2B02:00&to=2024-05-02")
     assert offset["value"] == sim.truth("directRouting", DAY, NEXT_DAY)
 
+    declared = _control(sim, "/_sim/config", {"functions": MADE_UP})["functions"]
+    assert declared["getMadeUpCalls"]["row_type"] == "madeUpLogRow"
+    assert _control(sim, "/_sim/config")["functions"] == declared
+    made_up = get(function_url(sim, "getMadeUpCalls")).json()
+    assert made_up["@odata.context"].endswith(".madeUpLogRow)")
+    assert made_up["value"] == sim.truth("directRouting", DAY, NEXT_DAY)[:700]
+
     _control(sim, "/_sim/config", {"faults": [{"kind": "status", "status": 500}]})
     assert _control(sim, "/_sim/reset", {}) == {"reset": True}
     assert _control(sim, "/_sim/stats")["requests"] == 0
@@ -425,6 +559,8 @@ def test_the_control_api_refuses_bad_input(sim):
         with pytest.raises(urllib.error.HTTPError) as caught:
             _control(sim, path, payload)
         assert caught.value.code == 400
+    bad = requests.post(sim.url + "/_sim/config", json={"functions": _declare(rows="fax")}, timeout=10)
+    assert bad.status_code == 400 and "'rows' must be a dataset" in bad.json()["error"]["message"]
     response = requests.post(sim.url + "/_sim/config", data=b"not json", timeout=10)
     assert response.status_code == 400
     assert requests.get(sim.url + "/_sim/unknown", timeout=10).status_code == 404

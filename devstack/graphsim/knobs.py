@@ -10,6 +10,8 @@
   late_rows              list of late-row rules (see late.py); replaces the list and restarts its clocks
   rate_limit             null, {"requests": n, "per_seconds": s} or "n/s" (see ratelimit.py)
   token                  null (any bearer token passes) or the only token that passes
+  functions              {name: declaration} of made-up Graph functions served besides the real two
+                         (see functions.py); replaces the previous ones
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from datetime import date
 
 from .checks import is_int, is_number
 from .faults import FaultRule, parse_fault
+from .functions import FunctionTable, parse_functions
 from .late import parse_late
 from .ratelimit import parse_rate_limit
 from .rows import FEEDS
@@ -31,6 +34,7 @@ DEFAULTS = {
     "late_rows": (),
     "rate_limit": None,
     "token": None,
+    "functions": FunctionTable(),
 }
 
 
@@ -51,6 +55,7 @@ def as_json(knobs: dict) -> dict:
     out["faults"] = [rule.as_json() for rule in knobs["faults"]]
     out["late_rows"] = [rule.as_json() for rule in knobs["late_rows"]]
     out["rate_limit"] = knobs["rate_limit"].as_json() if knobs["rate_limit"] else None
+    out["functions"] = knobs["functions"].as_json()
     return out
 
 
@@ -120,5 +125,5 @@ def _token(value: object) -> str | None:
 _VALIDATORS = {
     "seed": _seed, "rows_per_day": _volume, "rows_per_day_overrides": _overrides, "page_size": _page_size,
     "latency": _latency, "faults": _faults, "late_rows": _late_rows, "rate_limit": parse_rate_limit,
-    "token": _token,
+    "token": _token, "functions": parse_functions,
 }

@@ -1,4 +1,8 @@
-"""GraphSimulator: the simulator's state, how it answers a Graph request, and its lifecycle."""
+"""GraphSimulator: the simulator's state, how it answers a Graph request, and its lifecycle.
+
+Which functions it answers, and how each one's window, rows, nextLinks and @odata.context look, come from
+the function table (functions.py) held in the `functions` knob: the real two plus any declared extras.
+"""
 from __future__ import annotations
 
 import json
@@ -9,6 +13,7 @@ from datetime import date, datetime
 from . import knobs as knoblib
 from .dataset import Dataset
 from .faults import FaultBook, FaultRule
+from .functions import real_function
 from .graphurl import Query, context_url, next_link, parse_target
 from .handler import SimulatorHTTPServer
 from .journal import Journal
@@ -19,7 +24,11 @@ from .ticks import iso_day, to_ticks
 
 
 class GraphSimulator:
-    """A Microsoft Graph stand-in serving getPstnCalls and getDirectRoutingCalls over real HTTP.
+    """A Microsoft Graph stand-in serving getPstnCalls and getDirectRoutingCalls over real HTTP, and any
+    made-up functions declared with the `functions` knob, e.g.
+
+        GraphSimulator(functions={"getMadeUpCalls": {"rows": "directRouting", "to_inclusive": False,
+                                                      "row_type": "madeUpLogRow"}})
 
     Knobs (keyword arguments here, `configure()`, or POST /_sim/config) are listed in knobs.py.
     """
@@ -107,7 +116,8 @@ class GraphSimulator:
     def truth(self, feed: str, from_dt: str | datetime | date, to_dt: str | datetime | date,
               api_version: str = "v1.0") -> list[dict]:
         """Every row a complete collection of this window must hold (late rows included), in API order,
-        with the API's window semantics. Not limited to 90 days. Returns fresh copies."""
+        with the window semantics of the real function serving `feed`. Not limited to 90 days. An extra
+        function serving `feed` has this truth too. Returns fresh copies."""
         # A JSON round trip: callers get rows exactly as a client decodes them, and cannot alter the cache.
         return json.loads(self.truth_json(feed, from_dt, to_dt, api_version))["value"]
 
@@ -120,7 +130,8 @@ class GraphSimulator:
         start, end = to_ticks(from_dt), to_ticks(to_dt)
         with self._lock:
             dataset, knobs = self._dataset, self._knobs
-        window = dataset.window(feed, start, end, feed == "pstn", self._counter(knobs, feed), knobs["late_rows"])
+        window = dataset.window(feed, start, end, real_function(feed).to_inclusive, self._counter(knobs, feed),
+                                knobs["late_rows"])
         return compact_json({"value": [project(row, feed, api_version) for row in window.all()]})
 
     @staticmethod
@@ -148,7 +159,7 @@ class GraphSimulator:
             if method != "GET":
                 raise GraphError(405, f"The HTTP method '{method}' is not allowed.")
             _check_token(headers.get("Authorization"), knobs["token"])
-            query = parse_target(target)
+            query = parse_target(target, knobs["functions"])
             with self._lock:
                 retry_after = self._limiter.admit(time.monotonic()) if self._limiter else None
                 if retry_after is None:
