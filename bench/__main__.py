@@ -166,7 +166,7 @@ def document_size(stack: BenchStack, rows: int, figures: Figures) -> None:
     """The mean size of a stored document (JSON bytes), for the RU projection."""
     import requests
 
-    from shared.store import to_document
+    from shared.stores.calls import to_document
 
     stack.simulate(rows_per_day=rows)
     response = requests.get(f"{stack.graph_url}/_sim/truth", timeout=300, params={

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import requests
 
-from shared.collector import run_days
-from shared.connections import cosmos_client
-from shared.feeds import FEEDS
-from shared.graph import build_function_url
-from shared.settings import Settings
-from shared.store import to_document
-from shared.windows import day_window
+from shared.collect.run import run_days
+from shared.stores.clients import cosmos_client
+from shared.config.feeds import FEEDS
+from shared.graph.client import build_function_url
+from shared.config.settings import Settings
+from shared.stores.calls import to_document
+from shared.collect.windows import day_window
 
 from .common import DAY, BenchStack, timed
 

@@ -58,9 +58,9 @@ def child() -> None:
     """The collecting process: settings from stdin, one day, its /proc figures on stdout as JSON."""
     import time
 
-    from shared.collector import run_days
-    from shared.feeds import FEEDS
-    from shared.settings import load_settings
+    from shared.collect.run import run_days
+    from shared.config.feeds import FEEDS
+    from shared.config.settings import load_settings
 
     spec = json.loads(sys.stdin.read())
     settings = load_settings(spec["env"])

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import requests
 
 from devstack.stack import Stack
-from shared.settings import Settings, load_settings
+from shared.config.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".devstack" / "bench"
@@ -121,7 +121,7 @@ class BenchStack:
                 "FEEDS": "pstn", "GRAPH_TIMEOUT_SECONDS": "120", **overrides}
 
     def settings(self, **overrides: str) -> Settings:
-        from shared.schema import ensure_stores
+        from shared.stores.schema import ensure_stores
 
         settings = load_settings(self.env(**overrides))
         ensure_stores(settings)
@@ -129,7 +129,7 @@ class BenchStack:
 
     def drop(self, settings: Settings) -> None:
         """Delete the measurement's database and archive container (the local stores keep them in memory)."""
-        from shared.connections import blob_service, cosmos_client
+        from shared.stores.clients import blob_service, cosmos_client
 
         for action in (lambda: cosmos_client(settings).delete_database(settings.cosmos_database),
                        lambda: blob_service(settings).delete_container(settings.archive_container)):

@@ -26,11 +26,11 @@ from urllib.parse import urlencode
 
 import requests
 
-from shared.collector import run_days
-from shared.connections import cosmos_client
-from shared.feeds import FEEDS
-from shared.odata_service import MAX_PAGE_SIZE
-from shared.settings import Settings
+from shared.collect.run import run_days
+from shared.stores.clients import cosmos_client
+from shared.config.feeds import FEEDS
+from shared.api.odata_feed import MAX_PAGE_SIZE
+from shared.config.settings import Settings
 
 from .common import DAY, ROOT, BenchStack, log
 
@@ -120,7 +120,7 @@ def read_store(settings: Settings, days: list[dt.date] = WEEK) -> int:
 def read_engine(settings: Settings, days: list[dt.date] = WEEK, batch: int = MAX_PAGE_SIZE + 1) -> int:
     """The same rows through the feed's own store access (shared.query_engine: day by day, in startUtc order,
     a page of rows and a look-ahead at a time), without HTTP, projection or JSON: what the feed's own work adds."""
-    from shared.query_engine import PartitionedReader, QuerySpec
+    from shared.api.keyset import PartitionedReader, QuerySpec
 
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
         .get_container_client(settings.cosmos_pstn_container)

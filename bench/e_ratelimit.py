@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from shared.collector import run_days
-from shared.feeds import FEEDS
+from shared.collect.run import run_days
+from shared.config.feeds import FEEDS
 
 from .common import DAY, BenchStack
 

@@ -1,4 +1,4 @@
-"""Timer blueprint: the daily collection. A thin adapter over shared.collector."""
+"""Timer blueprint: the daily collection. A thin adapter over shared.collect.run."""
 import logging
 
 import azure.functions as func
@@ -13,8 +13,8 @@ class CollectionFailed(RuntimeError):
 @bp.timer_trigger(arg_name="timer", schedule="%COLLECT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def collect(timer: func.TimerRequest) -> None:
     from shared.cli import summary
-    from shared.collector import run_scheduled
-    from shared.settings import load_settings
+    from shared.collect.run import run_scheduled
+    from shared.config.settings import load_settings
 
     report = run_scheduled(load_settings())
     logging.info(summary(report))

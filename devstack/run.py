@@ -25,7 +25,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("localhost").setLevel(logging.WARNING)
-    from shared.settings import SettingsError, apply_local_settings_file
+    from shared.config.settings import SettingsError, apply_local_settings_file
 
     try:
         apply_local_settings_file(str(ROOT / "local.settings.json"))
@@ -41,8 +41,8 @@ def main() -> int:
         return 1
     try:
         os.environ.update(stack.app_env())
-        from shared.schema import ensure_stores
-        from shared.settings import load_settings
+        from shared.stores.schema import ensure_stores
+        from shared.config.settings import load_settings
 
         try:
             settings = load_settings()
@@ -68,9 +68,9 @@ def main() -> int:
 def first_run(settings) -> list[str]:
     """Collect yesterday (every enabled feed) against the simulator, through the timer's code path."""
     from shared.cli import summary
-    from shared.collector import run_days
-    from shared.feeds import enabled_feeds
-    from shared.windows import yesterday
+    from shared.collect.run import run_days
+    from shared.config.feeds import enabled_feeds
+    from shared.collect.windows import yesterday
 
     day = yesterday(settings.time_zone)
     print(f"collecting {day} from the Graph simulator ...", flush=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from shared.settings import SPECS
+from shared.config.settings import SPECS
 
 from .stack import ROOT, Stack
 

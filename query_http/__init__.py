@@ -11,7 +11,7 @@ bp = func.Blueprint()
 
 
 def _reply(response, req: func.HttpRequest) -> func.HttpResponse:
-    from shared.web import maybe_gzip
+    from shared.api.http import maybe_gzip
 
     response = maybe_gzip(response, req.headers.get("Accept-Encoding"))
     return func.HttpResponse(response.body, status_code=response.status, headers=response.headers)
@@ -25,8 +25,8 @@ def _api_base(req: func.HttpRequest) -> str:
 def _with_settings(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
     """Load settings, run handler(settings), and answer every failure as a JSON error."""
     from shared.odata.errors import ODataError
-    from shared.settings import SettingsError, load_settings
-    from shared.web import error_response, guarded
+    from shared.config.settings import SettingsError, load_settings
+    from shared.api.http import error_response, guarded
 
     try:
         settings = load_settings()
@@ -37,7 +37,7 @@ def _with_settings(req: func.HttpRequest, what: str, handler) -> func.HttpRespon
 
 def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
     """Like _with_settings, handing handler(containers, settings) the Cosmos containers of the query routes."""
-    from shared.connections import cosmos_client
+    from shared.stores.clients import cosmos_client
 
     def run(settings):
         database = cosmos_client(settings).get_database_client(settings.cosmos_database)
@@ -52,8 +52,8 @@ def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
 
 
 def _ledger(settings):
-    from shared.connections import cosmos_client
-    from shared.ledger import Ledger
+    from shared.stores.clients import cosmos_client
+    from shared.stores.ledger import Ledger
 
     database = cosmos_client(settings).get_database_client(settings.cosmos_database)
     return Ledger(database.get_container_client(settings.cosmos_runs_container))
@@ -62,7 +62,7 @@ def _ledger(settings):
 # Anonymous on purpose: platform health probes call it without a key. It reveals only ok / failed per part.
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.health import check_health
+    from shared.api.health import check_health
 
     healthy, report = check_health()
     return func.HttpResponse(json.dumps(report), status_code=200 if healthy else 503, mimetype="application/json")
@@ -70,7 +70,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="odata/{*path}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def odata(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.odata_service import handle
+    from shared.api.odata_feed import handle
 
     base = _api_base(req) + "/odata"
     return _serve(req, "odata", lambda containers, settings: handle(
@@ -80,7 +80,7 @@ def odata(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="calls", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def calls(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.calls_api import calls as answer
+    from shared.api.calls import calls as answer
 
     return _serve(req, "calls", lambda containers, settings: answer(dict(req.params), containers, _api_base(req),
                                                                     settings.privacy_mask))
@@ -88,7 +88,7 @@ def calls(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="usage", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def usage(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.calls_api import usage as answer
+    from shared.api.calls import usage as answer
 
     return _serve(req, "usage", lambda containers, settings: answer(dict(req.params), containers["dailyUsage"],
                                                                     _api_base(req)))
@@ -96,7 +96,7 @@ def usage(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.ops_api import status_response
+    from shared.api.ops import status_response
 
     return _with_settings(req, "status", lambda settings: status_response(dict(req.params), settings,
                                                                           _ledger(settings)))
@@ -104,7 +104,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.ops_api import dashboard_response
+    from shared.api.ops import dashboard_response
 
     return _with_settings(req, "dashboard", lambda settings: dashboard_response(dict(req.params), settings,
                                                                                 _ledger(settings)))
@@ -114,7 +114,7 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
 # for its own API and refuses function routes that start with it, even under /api (azure-functions-host#1781).
 @bp.route(route="ops/collect", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def ops_collect(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.ops_api import backfill
+    from shared.api.ops import backfill
 
     return _with_settings(req, "ops/collect", lambda settings: backfill(dict(req.params), settings,
                                                                         _ledger(settings), _api_base(req)))
@@ -122,8 +122,8 @@ def ops_collect(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.collector import build_collector
-    from shared.ops_api import replay
+    from shared.collect.run import build_collector
+    from shared.api.ops import replay
 
     def run(settings):
         collector = build_collector(settings)

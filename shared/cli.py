@@ -18,8 +18,8 @@ import json
 import logging
 import sys
 
-from .feeds import FEEDS
-from .settings import SettingsError, apply_local_settings_file, load_settings
+from .config.feeds import FEEDS
+from .config.settings import SettingsError, apply_local_settings_file, load_settings
 
 
 def _date(text: str) -> dt.date:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid setting: {exc}", file=sys.stderr)
         return 2
 
-    from .collector import run_days, run_scheduled
+    from .collect.run import run_days, run_scheduled
 
     if args.command == "status":
         return _status(settings, args)
@@ -116,15 +116,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ledger(settings):
-    from .connections import cosmos_client
-    from .ledger import Ledger
+    from .stores.clients import cosmos_client
+    from .stores.ledger import Ledger
 
     database = cosmos_client(settings).get_database_client(settings.cosmos_database)
     return Ledger(database.get_container_client(settings.cosmos_runs_container))
 
 
 def _status(settings, args) -> int:
-    from .status import build_status
+    from .api.status import build_status
 
     if not 1 <= args.days <= 366:
         print("--days must be from 1 to 366", file=sys.stderr)
@@ -151,7 +151,7 @@ def _status(settings, args) -> int:
 
 
 def _backfill(settings, args) -> int:
-    from .collector import run_days
+    from .collect.run import run_days
 
     last = args.last or args.first
     if last < args.first:
@@ -175,9 +175,9 @@ def _backfill(settings, args) -> int:
 
 
 def _replay(settings, args) -> int:
-    from .collector import build_collector
-    from .replay import ReplayError
-    from .windows import days_between
+    from .collect.run import build_collector
+    from .collect.replay import ReplayError
+    from .collect.windows import days_between
 
     last = args.last or args.day
     if last < args.day:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .settings import Settings
+from .config.settings import Settings
 
 _configured = False
 
@@ -37,7 +37,7 @@ def configure_telemetry(settings: Settings) -> bool:
 
 def start_telemetry() -> None:
     """At app start-up: never let telemetry set-up stop the app (a bad setting is reported by the routes)."""
-    from .settings import SettingsError, load_settings
+    from .config.settings import SettingsError, load_settings
 
     try:
         configure_telemetry(load_settings())

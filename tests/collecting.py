@@ -5,13 +5,13 @@ import datetime as dt
 import json
 import uuid
 
-from shared.collector import build_collector
-from shared.connections import blob_service, cosmos_client
-from shared.feeds import FEEDS
-from shared.schema import ensure_stores
-from shared.settings import load_settings
-from shared.store import strip_document
-from shared.windows import day_window
+from shared.collect.run import build_collector
+from shared.stores.clients import blob_service, cosmos_client
+from shared.config.feeds import FEEDS
+from shared.stores.schema import ensure_stores
+from shared.config.settings import load_settings
+from shared.stores.calls import strip_document
+from shared.collect.windows import day_window
 
 TOKEN = "test-token"
 

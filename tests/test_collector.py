@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from devstack.graphsim.server import GraphSimulator
-from shared.collector import run_days, run_scheduled, scheduled_work
-from shared.feeds import FEEDS
-from shared.windows import day_window
+from shared.collect.run import run_days, run_scheduled, scheduled_work
+from shared.config.feeds import FEEDS
+from shared.collect.windows import day_window
 
 from .collecting import (TOKEN, archive_blobs, assert_store_equals_truth, fresh_settings, manifests,
                          new_collector, stored_rows)
@@ -244,7 +244,7 @@ def test_the_command_line_collects_a_range_through_the_same_path(stack, sim):
 def test_the_timer_function_runs_the_scheduled_collection(stack, sim, monkeypatch):
     from devstack.localhost import FunctionIndex, run_timer
     from function_app import app
-    from shared.windows import yesterday
+    from shared.collect.windows import yesterday
 
     sim.configure(rows_per_day={"pstn": 1200, "directRouting": 100})
     day = yesterday("UTC")

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from shared.day_shape import BUCKET_SECONDS, DayShape, ShapeCounter, buckets, plan
-from shared.windows import Window, day_window, split
+from shared.collect.day_shape import BUCKET_SECONDS, DayShape, ShapeCounter, buckets, plan
+from shared.collect.windows import Window, day_window, split
 
 UTC = dt.timezone.utc
 DAY = day_window(dt.date(2026, 5, 4), "UTC")

@@ -137,15 +137,15 @@ def test_shared_never_imports_azure_functions():
     imports = re.compile(r"^\s*(import|from)\s+azure\.functions\b|^\s*from\s+azure\s+import\s+functions\b", re.M)
     offenders = [p.name for p in (ROOT / "shared").rglob("*.py") if imports.search(p.read_text())]
     assert not offenders
-    code = "import sys, shared.settings, shared.health, shared.schema; print('azure.functions' in sys.modules)"
+    code = "import sys, shared.config.settings, shared.api.health, shared.stores.schema; print('azure.functions' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_health_route_reports_both_stores(app_env):
     from function_app import app
-    from shared.schema import ensure_stores
-    from shared.settings import load_settings
+    from shared.stores.schema import ensure_stores
+    from shared.config.settings import load_settings
 
     ensure_stores(load_settings(app_env))
     health = FunctionIndex.of(app).function("health")

@@ -20,9 +20,9 @@ import pytest
 
 from devstack.graphsim.server import GraphSimulator
 from devstack.stack import Stack
-from shared.collector import run_scheduled
-from shared.connections import blob_service, cosmos_client
-from shared.ledger import Ledger
+from shared.collect.run import run_scheduled
+from shared.stores.clients import blob_service, cosmos_client
+from shared.stores.ledger import Ledger
 
 from .collecting import TOKEN, fresh_settings, stored_rows, truth_for_days
 

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from devstack.graphsim.server import GraphSimulator
 from devstack.localhost import FunctionIndex, Keys, make_server
-from shared.collector import run_days
-from shared.connections import blob_service, cosmos_client
-from shared.feeds import FEEDS
+from shared.collect.run import run_days
+from shared.stores.clients import blob_service, cosmos_client
+from shared.config.feeds import FEEDS
 from shared.odata import ENTITY_SETS, ODataError, evaluate, parse_filter, to_sql
 from shared.odata.filter_parser import UNSUPPORTED_FUNCTIONS
 from shared.odata.model import BOOLEAN, DATE, DATETIMEOFFSET, DECIMAL, INT32, STRING

@@ -21,14 +21,14 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from devstack.graphsim import GraphSimulator
-from shared.graph import (GraphAuthError, GraphClient, GraphPageError, GraphPagingLoopError, GraphPermissionError,
+from shared.graph.client import (GraphAuthError, GraphClient, GraphPageError, GraphPagingLoopError, GraphPermissionError,
                           GraphRequestError, GraphRetriesExhaustedError, GraphStats, GraphWindowError,
                           build_function_url, check_window, format_datetime)
-from shared.graph_paging import NextLinkPaginator, parse_page
-from shared.graph_retry import Backoff, parse_retry_after
-from shared.graph_stats import GraphCounters
-from shared.ratelimit import RateLimiter
-from shared.settings import load_settings
+from shared.graph.paging import NextLinkPaginator, parse_page
+from shared.graph.retry import Backoff, parse_retry_after
+from shared.graph.stats import GraphCounters
+from shared.graph.ratelimit import RateLimiter
+from shared.config.settings import load_settings
 
 UTC = timezone.utc
 DAY = datetime(2024, 5, 1, tzinfo=UTC)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.schema import cosmos_containers
-from shared.settings import SPECS, SettingsError, load_settings
+from shared.stores.schema import cosmos_containers
+from shared.config.settings import SPECS, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -538,7 +538,7 @@ def test_time_budget_stays_under_the_function_timeout():
 def test_containers_index_exactly_what_the_code_declares():
     """shared/schema.py is the one definition of each container's indexing; the Bicep must match it, and the
     local emulator is created from it, so queries that work locally have their indexes in Azure."""
-    from shared.schema import cosmos_containers
+    from shared.stores.schema import cosmos_containers
 
     main = Scope(parse_bicep(INFRA / "main.bicep"))
     containers = {evaluate(c["name"], main): c for c in main.lookup("cosmosContainers")[0]}

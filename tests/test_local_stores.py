@@ -5,9 +5,9 @@ import pytest
 from azure.cosmos import PartitionKey
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-from shared.connections import blob_service, cosmos_client
-from shared.schema import cosmos_containers, ensure_stores
-from shared.settings import load_settings
+from shared.stores.clients import blob_service, cosmos_client
+from shared.stores.schema import cosmos_containers, ensure_stores
+from shared.config.settings import load_settings
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import requests
 
 from devstack.graphsim.server import GraphSimulator
 from devstack.localhost import FunctionIndex, make_server
-from shared.collector import build_collector, run_days, run_scheduled, scheduled_work
-from shared.feeds import FEEDS
-from shared.store import COSMOS_SYSTEM_FIELDS
-from shared.windows import yesterday
+from shared.collect.run import build_collector, run_days, run_scheduled, scheduled_work
+from shared.config.feeds import FEEDS
+from shared.stores.calls import COSMOS_SYSTEM_FIELDS
+from shared.collect.windows import yesterday
 
 from .collecting import TOKEN, fresh_settings, stored_rows
 

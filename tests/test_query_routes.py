@@ -14,9 +14,9 @@ import requests
 
 from devstack.graphsim.server import GraphSimulator
 from devstack.localhost import FunctionIndex, make_server
-from shared.collector import run_days
-from shared.feeds import FEEDS
-from shared.store import strip_document
+from shared.collect.run import run_days
+from shared.config.feeds import FEEDS
+from shared.stores.calls import strip_document
 
 from .collecting import TOKEN, fresh_settings, stored_rows
 
@@ -315,7 +315,7 @@ def test_privacy_mask_hides_numbers_everywhere_the_query_routes_answer(world, st
 
 
 def test_mask_row_hides_client_addresses_and_keeps_nulls():
-    from shared.privacy import mask_row
+    from shared.api.privacy import mask_row
 
     row = {"callerNumber": "+4930123456", "calleeNumber": None, "clientPublicIpV4Address": "99.76.33.16",
            "clientLocalIpV6Address": "2600:1700:1dca:8110::40", "clientLocalIpV4Address": None, "duration": 5}

@@ -10,8 +10,8 @@ import pytest
 
 from devstack.graphsim.server import GraphSimulator
 from devstack.stack import AZURITE_KEY, COSMOS_EMULATOR_KEY
-from shared.collector import build_collector, run_days
-from shared.feeds import FEEDS
+from shared.collect.run import build_collector, run_days
+from shared.config.feeds import FEEDS
 
 from .collecting import TOKEN, assert_store_equals_truth, fresh_settings, truth_for_days
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SPECS, SettingsError, load_settings
+from shared.config.settings import SPECS, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = {"COSMOS_ENDPOINT": "https://acct.documents.azure.com:443/",

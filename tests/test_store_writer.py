@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.heap import pin_mmap_threshold
-from shared.store import DayWriter, _key, _KeyTable, row_hash, to_document
+from shared.collect.heap import pin_mmap_threshold
+from shared.stores.calls import DayWriter, _key, _KeyTable, row_hash, to_document
 
 
 def test_the_key_table_is_a_map_of_64_bit_numbers():
@@ -140,7 +140,7 @@ def _json_canonical(row):
 def test_the_canonical_json_of_a_row_is_what_json_dumps_wrote_for_any_row():
     from hypothesis import given, settings, strategies as st
 
-    from shared.store import _canonical
+    from shared.stores.calls import _canonical
 
     scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70)
                | st.floats(allow_nan=True, allow_infinity=True)

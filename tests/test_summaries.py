@@ -7,10 +7,10 @@ from collections import defaultdict
 import pytest
 
 from devstack.graphsim.server import GraphSimulator
-from shared.collector import run_days
-from shared.connections import cosmos_client
-from shared.feeds import FEEDS
-from shared.summaries import summarize
+from shared.collect.run import run_days
+from shared.stores.clients import cosmos_client
+from shared.config.feeds import FEEDS
+from shared.derive.summaries import summarize
 
 from .collecting import TOKEN, fresh_settings, stored_rows
 

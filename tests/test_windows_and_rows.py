@@ -3,8 +3,8 @@ import datetime as dt
 
 import pytest
 
-from shared.store import RowError, _batches, row_hash, strip_document, to_document
-from shared.windows import canonical_instant, day_window, parse_instant, split, utc_day, yesterday
+from shared.stores.calls import RowError, _batches, row_hash, strip_document, to_document
+from shared.collect.windows import canonical_instant, day_window, parse_instant, split, utc_day, yesterday
 
 UTC = dt.timezone.utc
 

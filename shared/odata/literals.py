@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 
-from shared.windows import canonical_instant
+from shared.collect.windows import canonical_instant
 
 from .errors import ODataError
 from .nodes import DATE, DATETIMEOFFSET, DECIMAL, INT, Literal

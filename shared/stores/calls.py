@@ -22,7 +22,7 @@ from typing import Callable, Iterable, TypeVar
 
 import orjson
 
-from .windows import canonical_instant, parse_instant
+from ..collect.windows import canonical_instant, parse_instant
 
 DERIVED_FIELDS = ("day", "startUtc", "rowHash")
 COSMOS_SYSTEM_FIELDS = ("_rid", "_self", "_etag", "_attachments", "_ts")

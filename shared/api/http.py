@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping
 import orjson
 from isal import igzip
 
-from .odata.errors import ODataError
+from ..odata.errors import ODataError
 
 log = logging.getLogger("http")
 GZIP_MIN_BYTES = 1024

@@ -13,14 +13,14 @@ import datetime as dt
 from typing import Callable, Mapping
 from urllib.parse import urlencode
 
-from .odata.errors import bad_request
-from .odata.model import entity_set
+from ..odata.errors import bad_request
+from ..odata.model import entity_set
 from .privacy import mask_row
-from .query_engine import (PartitionedReader, QuerySpec, TokenError, decode_token, encode_token, fingerprint,
+from .keyset import (PartitionedReader, QuerySpec, TokenError, decode_token, encode_token, fingerprint,
                            read_page)
-from .store import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
-from .web import Response, csv_lines, json_response, known_params
-from .windows import canonical_instant
+from ..stores.calls import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
+from .http import Response, csv_lines, json_response, known_params
+from ..collect.windows import canonical_instant
 
 MAX_ROWS = 50_000
 MAX_DAYS = 366

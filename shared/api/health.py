@@ -1,7 +1,7 @@
 """Health check: are the settings valid and do both stores answer?"""
 from __future__ import annotations
 
-from .settings import SettingsError, load_settings
+from ..config.settings import SettingsError, load_settings
 
 
 def check_health(env=None) -> tuple[bool, dict]:
@@ -11,7 +11,7 @@ def check_health(env=None) -> tuple[bool, dict]:
     except SettingsError as exc:
         return False, {"status": "unhealthy", "checks": {"settings": str(exc)}}
 
-    from .connections import blob_service, cosmos_client
+    from ..stores.clients import blob_service, cosmos_client
 
     checks = {"settings": "ok"}
     try:

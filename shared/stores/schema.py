@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .settings import Settings
+from ..config.settings import Settings
 
 
 # Index only what queries filter or sort on: every indexed path costs RU on every write. Reads by day use the
@@ -52,7 +52,7 @@ def ensure_stores(settings: Settings) -> None:
     from azure.core.exceptions import ResourceExistsError
     from azure.cosmos import PartitionKey
 
-    from .connections import blob_service, cosmos_client
+    from .clients import blob_service, cosmos_client
 
     database = cosmos_client(settings).create_database_if_not_exists(settings.cosmos_database)
     for container in cosmos_containers(settings):

@@ -11,13 +11,13 @@ import logging
 from typing import Mapping
 from urllib.parse import urlencode
 
-from .odata import ENTITY_SETS, ODataError, context_url, metadata_xml, parse_options, service_document, time_range, \
+from ..odata import ENTITY_SETS, ODataError, context_url, metadata_xml, parse_options, service_document, time_range, \
     to_sql
-from .odata.errors import NOT_FOUND, bad_request, not_implemented
-from .query_engine import PartitionedReader, QuerySpec, ReadLog, TokenError, decode_token, encode_token, \
+from ..odata.errors import NOT_FOUND, bad_request, not_implemented
+from .keyset import PartitionedReader, QuerySpec, ReadLog, TokenError, decode_token, encode_token, \
     fingerprint, read_page
 from .privacy import MASKED_FIELDS, filtered_properties, mask_row
-from .web import Response, json_response
+from .http import Response, json_response
 
 log = logging.getLogger("odata")
 

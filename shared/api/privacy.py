@@ -42,7 +42,7 @@ def mask_row(row: dict) -> dict:
 
 def filtered_properties(node) -> set[str]:
     """Every property a parsed $filter tree reads."""
-    from .odata.nodes import And, Compare, In, Not, Or, StringFunction
+    from ..odata.nodes import And, Compare, In, Not, Or, StringFunction
 
     found: set[str] = set()
     stack = [node] if node is not None else []

@@ -4,8 +4,8 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 
-from .credentials import azure_credential
-from .settings import Settings
+from ..config.credentials import azure_credential
+from ..config.settings import Settings
 
 
 # One client per settings per process: clients hold connection pools and the account's metadata, and a

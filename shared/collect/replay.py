@@ -10,10 +10,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from .archive import Archive
-from .feeds import Feed
-from .graph_paging import parse_page
-from .store import CallStore, DayWriter
+from ..stores.archive import Archive
+from ..config.feeds import Feed
+from ..graph.paging import parse_page
+from ..stores.calls import CallStore, DayWriter
 
 log = logging.getLogger("replay")
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .feeds import enabled_feeds
-from .ledger import Ledger
-from .settings import Settings
-from .windows import days_between, yesterday
+from ..config.feeds import enabled_feeds
+from ..stores.ledger import Ledger
+from ..config.settings import Settings
+from ..collect.windows import days_between, yesterday
 
 DEFAULT_DAYS = 90
 
@@ -77,7 +77,7 @@ def _coverage_start(ledger: Ledger, feed: str, configured: dt.date | None, today
     Without the document yet, show the start the first run would fix today."""
     from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-    from .ledger import FIRST_RUN_LOOKBACK_DAYS
+    from ..stores.ledger import FIRST_RUN_LOOKBACK_DAYS
 
     if configured:
         return configured

@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .archive import Archive, Manifest, PageEntry, run_prefix
+from ..stores.archive import Archive, Manifest, PageEntry, run_prefix
 from .day_shape import ShapeCounter, plan
-from .feeds import FEEDS, Feed, enabled_feeds
-from .ledger import DayOutcome, Ledger, new_run_id
+from ..config.feeds import FEEDS, Feed, enabled_feeds
+from ..stores.ledger import DayOutcome, Ledger, new_run_id
 from .replay import ReplayReport, replay_day
-from .settings import Settings
-from .store import CallStore, DayWriter
-from .summaries import SummaryStore
+from ..config.settings import Settings
+from ..stores.calls import CallStore, DayWriter
+from ..derive.summaries import SummaryStore
 from .windows import Window, day_window, parse_instant, split, utc_days, yesterday
 
 log = logging.getLogger("collector")
@@ -350,9 +350,9 @@ def _log_outcome(o: DayOutcome) -> None:
 
 # --- wiring -------------------------------------------------------------------------------------------
 def build_collector(settings: Settings, graph=None, credential=None) -> Collector:
-    from .connections import blob_service, cosmos_client
-    from .credentials import graph_credential
-    from .graph import GraphClient
+    from ..stores.clients import blob_service, cosmos_client
+    from ..config.credentials import graph_credential
+    from ..graph.client import GraphClient
     from .heap import pin_mmap_threshold
 
     pin_mmap_threshold()  # page bodies go back to the system when freed (see shared/heap.py)

@@ -12,8 +12,8 @@ import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from .day_shape import DayShape
-from .windows import days_between
+from ..collect.day_shape import DayShape
+from ..collect.windows import days_between
 
 FIRST_RUN_LOOKBACK_DAYS = 30
 

@@ -8,7 +8,7 @@ import hashlib
 from decimal import Decimal
 from typing import Iterable
 
-from .store import BATCH_OPERATIONS
+from ..stores.calls import BATCH_OPERATIONS
 
 KEY_FIELDS = ("userId", "userPrincipalName", "callType", "destinationContext", "currency")
 ROW_FIELDS = KEY_FIELDS + ("userDisplayName", "duration", "charge", "connectionCharge")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .graph_errors import GraphPageError, GraphPagingLoopError
+from .errors import GraphPageError, GraphPagingLoopError
 
 # Current Graph spells it @odata.nextLink; the older call-records doc text has @odata.NextLink.
 NEXT_LINK_KEYS = ("@odata.nextLink", "@odata.NextLink")

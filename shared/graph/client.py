@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .graph_errors import (GraphAuthError, GraphError, GraphPageError, GraphPagingLoopError,
+from .errors import (GraphAuthError, GraphError, GraphPageError, GraphPagingLoopError,
                            GraphPermissionError, GraphRequestError, GraphRetriesExhaustedError, GraphWindowError)
-from .graph_paging import NextLinkPaginator, parse_page
-from .graph_retry import RETRYABLE_EXCEPTIONS, RETRYABLE_STATUSES, Backoff, parse_retry_after
-from .graph_stats import GraphCounters, GraphStats
+from .paging import NextLinkPaginator, parse_page
+from .retry import RETRYABLE_EXCEPTIONS, RETRYABLE_STATUSES, Backoff, parse_retry_after
+from .stats import GraphCounters, GraphStats
 from .ratelimit import RateLimiter
-from .settings import Settings
+from ..config.settings import Settings
 
 __all__ = [
     "GraphClient", "Page", "PageIterator", "GraphStats", "GraphCounters", "FEED_FUNCTIONS", "MAX_WINDOW",
@@ -181,7 +181,7 @@ class GraphClient:
                  backoff: Backoff | None = None, rate_burst: int = 2, pool_size: int | None = None,
                  max_retry_after: float = 300.0, token_refresh_margin: float = 300.0):
         if credential is None:
-            from .credentials import graph_credential
+            from ..config.credentials import graph_credential
             credential = graph_credential(settings)
         self.settings = settings
         self.scope = f"{settings.graph_endpoint.rstrip('/')}/.default"
