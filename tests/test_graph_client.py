@@ -1,7 +1,9 @@
 """The Graph client: URL, window checks, paging, retries, tokens, errors, rate limit, counters, logs.
 
 Pure unit tests first; then real HTTP against the project's Graph simulator (devstack/graphsim), plus a
-tiny canned-answer server for what the simulator cannot send (odd nextLinks, an HTTP-date Retry-After).
+tiny canned-answer server for what the simulator cannot send (odd nextLinks and loops, an HTTP-date
+Retry-After). Everything is observed from outside the client: what the servers received, what an injected
+credential, sleep or limiter was asked, the pages and errors handed out, and `stats`.
 """
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ import hashlib
 import json
 import logging
 import random
+import sys
 import threading
 import time
+import weakref
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime as http_date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,14 +26,12 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from devstack.graphsim import GraphSimulator
-from shared.graph.client import (GraphAuthError, GraphClient, GraphPageError, GraphPagingLoopError, GraphPermissionError,
-                          GraphRequestError, GraphRetriesExhaustedError, GraphStats, GraphWindowError,
-                          build_function_url, check_window, format_datetime)
-from shared.graph.paging import NextLinkPaginator, parse_page
-from shared.graph.retry import Backoff, parse_retry_after
-from shared.graph.stats import GraphCounters
-from shared.graph.ratelimit import RateLimiter
 from shared.config.settings import load_settings
+from shared.graph import (Backoff, GraphAuthError, GraphClient, GraphPageError, GraphPagingLoopError,
+                          GraphPermissionError, GraphRequestError, GraphRetriesExhaustedError, GraphStats,
+                          GraphWindowError, RateLimiter, build_function_url, check_window, format_datetime,
+                          parse_page, parse_retry_after)
+from shared.graph.stats import GraphCounters
 
 UTC = timezone.utc
 DAY = datetime(2024, 5, 1, tzinfo=UTC)
@@ -79,6 +82,15 @@ def rows_of(pages) -> list[dict]:
 
 def graph_log(sim) -> list[dict]:
     return [entry for entry in sim.request_log() if not entry["path"].startswith("/_sim")]
+
+
+def day_url(endpoint: str, function: str = "getPstnCalls", version: str = "v1.0") -> str:
+    """The URL a client on `endpoint` fetches first for DAY."""
+    return build_function_url(endpoint, version, function, DAY, NEXT_DAY)
+
+
+def stats(client: GraphClient) -> GraphStats:
+    return client.stats.snapshot()
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +147,6 @@ def test_function_url_has_unquoted_iso_utc_literals():
                              datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=UTC))
     assert url == ("https://graph.microsoft.us/beta/communications/callRecords/getDirectRoutingCalls("
                    "fromDateTime=2024-05-01T00:00:00Z,toDateTime=2024-05-01T12:30:15.25Z)")
-    client = GraphClient(make_settings("https://graph.microsoft.com", GRAPH_CREDENTIAL="managed_identity"),
-                         CountingCredential())
-    assert client.function_url("getPstnCalls", DAY, NEXT_DAY).endswith(
-        "/v1.0/communications/callRecords/getPstnCalls(fromDateTime=2024-05-01T00:00:00Z,toDateTime=2024-05-02T00:00:00Z)")
-    assert client.scope == "https://graph.microsoft.com/.default"
     assert format_datetime(datetime(2024, 5, 1, 0, 0, 0, 1, tzinfo=UTC)) == "2024-05-01T00:00:00.000001Z"
     with pytest.raises(ValueError):
         build_function_url("https://graph.microsoft.com", "v1.0", "getPstnCalls?x=1", DAY, NEXT_DAY)
@@ -168,7 +175,7 @@ def test_91_day_window_is_refused_before_any_request(graph, sim):
         client.pages("getPstnCalls", DAY, DAY + timedelta(days=91))
     with pytest.raises(GraphWindowError, match="not after"):
         client.pages("getPstnCalls", NEXT_DAY, DAY)
-    assert graph_log(sim) == [] and credential.calls == 0 and client.stats.requests == 0
+    assert graph_log(sim) == [] and credential.calls == 0 and stats(client).requests == 0
 
 
 # --- retry arithmetic ----------------------------------------------------------------------------------
@@ -220,15 +227,16 @@ def test_rate_limiter_hold_stops_everyone():
 class RecordingLimiter(RateLimiter):
     """Records the start time of every slot handed out."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, rate_per_second: float, burst: int = 1, *, clock=time.monotonic, **kwargs):
+        super().__init__(rate_per_second, burst, clock=clock, **kwargs)
+        self.clock = clock
         self.slots: list[float] = []
-        self._record = threading.Lock()
+        self.recording = threading.Lock()
 
     def reserve(self) -> float:
-        now = self._clock()
+        now = self.clock()
         wait = super().reserve()
-        with self._record:
+        with self.recording:
             self.slots.append(now + wait)
         return wait
 
@@ -255,27 +263,25 @@ def test_rate_limiter_is_shared_by_threads():
 
 # --- counters ------------------------------------------------------------------------------------------
 
-def test_stats_are_thread_safe_and_roll_up():
+def test_stats_are_thread_safe_and_subtract():
     run = GraphCounters()
-    day = GraphCounters(run)
 
     def work():
         for _ in range(1000):
-            day.add(requests=1, rows=2, throttle_wait_seconds=0.5)
+            run.add(requests=1, rows=2, throttle_wait_seconds=0.5)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert day.snapshot() == run.snapshot() == GraphStats(requests=8000, rows=16000, throttle_wait_seconds=4000)
-    assert run.reset().requests == 8000 and run.snapshot() == GraphStats()
-    assert (GraphStats(requests=5, pages=2) - GraphStats(requests=1)).as_dict()["requests"] == 4
+    assert run.snapshot() == GraphStats(requests=8000, rows=16000, throttle_wait_seconds=4000)
+    assert GraphStats(requests=5, pages=2) - GraphStats(requests=1) == GraphStats(requests=4, pages=2)
     with pytest.raises(KeyError):
         run.add(requets=1)
 
 
-# --- pages and paginator -------------------------------------------------------------------------------
+# --- pages --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, complaint", [
     (b'{"value": [', "not valid JSON"),
@@ -284,39 +290,16 @@ def test_stats_are_thread_safe_and_roll_up():
     (b'{"error": {"code": "x"}}', "no 'value' list"),
     (b'{"value": {"id": 1}}', "not a list"),
     (b'{"value": [{"id": 1}, 7]}', "row 1"),
-    (b'{"value": [], "@odata.nextLink": 5}', "unusable @odata.nextLink"),
 ])
 def test_bad_pages_are_refused_with_the_url(body, complaint):
     with pytest.raises(GraphPageError) as err:
-        document, _ = parse_page("https://g/x", body)
-        NextLinkPaginator("https://g/x").advance(document)
-    assert complaint in str(err.value) and "https://g/x" in str(err.value)
+        parse_page("https://g/x", body)
+    assert complaint in str(err.value) and "https://g/x" in str(err.value) and err.value.url == "https://g/x"
 
 
-def test_paginator_follows_links_past_empty_pages_and_ends_on_the_page_without_one():
-    p = NextLinkPaginator("u0")
-    p.advance({"value": [{"id": 1}], "@odata.nextLink": "u1"})
-    assert p.has_more({"value": [], "@odata.nextLink": "u2"})  # an empty page does not end the window
-    p.advance({"value": [], "@odata.nextLink": "u2"})
-    p.advance({"value": [{"id": 2}], "@odata.NextLink": "u3"})  # the old spelling counts too
-    assert (p.current_value, p.finished, p.count) == ("u3", False, 3)
-    p.advance({"value": [{"id": 3}]})
-    assert p.finished and p.current_value is None and p.count == 4
-
-
-def test_paginator_detects_loops():
-    p = NextLinkPaginator("u0")
-    p.advance({"value": [{"id": 1}], "@odata.nextLink": "u1"})
-    p.advance({"value": [{"id": 2}], "@odata.nextLink": "u2"})
-    with pytest.raises(GraphPagingLoopError, match="nextLink: u1") as err:
-        p.advance({"value": [{"id": 3}], "@odata.nextLink": "u1"})
-    assert err.value.url == "u1"
-    # Back to an empty page: followed (Graph's "nothing yet, continue here"), but only a few times.
-    p = NextLinkPaginator("u0", max_empty_revisits=2)
-    p.advance({"value": [], "@odata.nextLink": "u0"})
-    p.advance({"value": [], "@odata.nextLink": "u0"})
-    with pytest.raises(GraphPagingLoopError, match="empty page"):
-        p.advance({"value": [], "@odata.nextLink": "u0"})
+def test_a_good_page_is_read_as_it_came():
+    document, rows = parse_page("https://g/x", b'{"value": [{"id": "1"}], "@odata.nextLink": "https://g/y"}')
+    assert rows == [{"id": "1"}] and document["@odata.nextLink"] == "https://g/y"
 
 
 # --- against the simulator: the happy path --------------------------------------------------------------
@@ -331,8 +314,8 @@ def test_a_full_day_arrives_through_next_links(graph, sim):
     log = graph_log(sim)
     # The bytes handed out are the bytes the simulator sent, and each nextLink went out exactly as received.
     assert [hashlib.sha256(p.body).hexdigest() for p in pages] == [e["sha256"] for e in log]
-    assert log[0]["path"] == urlsplit(client.function_url("getPstnCalls", DAY, NEXT_DAY)).path
-    assert pages[0].url == client.function_url("getPstnCalls", DAY, NEXT_DAY)
+    assert log[0]["path"] == urlsplit(day_url(sim.url)).path
+    assert pages[0].url == day_url(sim.url)
     for page, following, entry in zip(pages, pages[1:], log[1:]):
         assert following.url == page.next_link and "(from=" in page.next_link and "$skip=" in page.next_link
         assert page.next_link.endswith(entry["path"])
@@ -340,9 +323,13 @@ def test_a_full_day_arrives_through_next_links(graph, sim):
     for p in pages:
         assert json.loads(p.body)["value"] == p.rows
     expected = GraphStats(requests=3, pages=3, rows=2500, bytes_received=sum(len(p.body) for p in pages))
-    assert window.stats.snapshot() == expected and client.stats.snapshot() == expected
-    assert client.reset_stats() == expected and client.stats.snapshot() == GraphStats()
-    assert window.stats.requests == 3  # a window's own counters are not reset with the run's
+    assert stats(client) == expected
+    # A later window counts in the same run; two snapshots give one window's share, as the collector takes it.
+    before = stats(client)
+    later = list(client.pages("getPstnCalls", NEXT_DAY, NEXT_DAY + timedelta(days=1)))
+    assert stats(client) - before == GraphStats(requests=len(later), pages=len(later),
+                                                rows=sum(len(p.rows) for p in later),
+                                                bytes_received=sum(len(p.body) for p in later))
 
 
 def test_direct_routing_beta_with_small_pages(graph, sim):
@@ -360,6 +347,19 @@ def test_pages_are_fetched_lazily(graph, sim):
     assert len(graph_log(sim)) == 1
     window.close()
     assert list(window) == [] and len(graph_log(sim)) == 1
+
+
+def test_a_page_handed_out_is_not_kept_by_the_client(graph, sim):
+    # The collector drops each page's body once archived and its rows once stored: a window that held on to
+    # its last page until the next one arrived would keep twice the pages a big day needs.
+    window = graph().pages("getPstnCalls", DAY, NEXT_DAY)
+    page = next(window)
+    gone = weakref.ref(page)
+    body, rows = page.body, page.rows
+    del page
+    assert gone() is None
+    assert sys.getrefcount(body) == 2 and sys.getrefcount(rows) == 2  # these names, and getrefcount's own
+    window.close()
 
 
 def test_token_is_cached_until_shortly_before_expiry(graph, sim):
@@ -387,9 +387,9 @@ def test_429_retry_after_is_honoured_in_real_time(graph, sim):
     log = graph_log(sim)
     assert [e["status"] for e in log] == [200, 429, 200, 200]
     assert log[2]["time"] - log[1]["time"] >= 0.99
-    stats = client.stats
-    assert (stats.responses_429, stats.retries, stats.requests, stats.pages) == (1, 1, 4, 3)
-    assert stats.throttle_wait_seconds == 1.0
+    seen = stats(client)
+    assert (seen.responses_429, seen.retries, seen.requests, seen.pages) == (1, 1, 4, 3)
+    assert seen.throttle_wait_seconds == 1.0
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -399,11 +399,11 @@ def test_transient_5xx_bursts_are_retried(graph, sim, status):
     client = graph(sleep=sleeper)
     pages = list(client.pages("getPstnCalls", DAY, NEXT_DAY))
     assert rows_of(pages) == sim.truth("pstn", DAY, NEXT_DAY)
-    assert client.stats.retries == 3 and client.stats.requests == 6
+    assert stats(client).retries == 3 and stats(client).requests == 6
     # No Retry-After: capped exponential backoff with full jitter.
     assert len(sleeper.waits) == 3
     assert all(0 <= w <= ceiling for w, ceiling in zip(sleeper.waits, (1, 2, 4)))
-    assert client.stats.throttle_wait_seconds == pytest.approx(sum(sleeper.waits))
+    assert stats(client).throttle_wait_seconds == pytest.approx(sum(sleeper.waits))
 
 
 def test_mixed_503_and_504_bursts_with_retry_after(graph, sim):
@@ -422,7 +422,7 @@ def test_dropped_connections_mid_paging_are_retried(graph, sim):
     client = graph()
     pages = list(client.pages("getPstnCalls", DAY, NEXT_DAY))
     assert rows_of(pages) == sim.truth("pstn", DAY, NEXT_DAY)
-    assert client.stats.retries == 2 and client.stats.pages == 3
+    assert stats(client).retries == 2 and stats(client).pages == 3
     assert sim.stats()["faults_by_kind"] == {"drop": 2}
 
 
@@ -434,7 +434,7 @@ def test_retry_budget_exhausted_is_a_clear_error(graph, sim):
     message = str(err.value)
     assert "3 attempts" in message and "503" in message and "GRAPH_MAX_RETRIES" in message
     assert err.value.last_status == 503 and err.value.attempts == 3
-    assert len(graph_log(sim)) == 3 and client.stats.retries == 2
+    assert len(graph_log(sim)) == 3 and stats(client).retries == 2
 
 
 def test_a_retry_after_longer_than_the_client_waits_is_reported_not_slept(graph, sim):
@@ -452,7 +452,7 @@ def test_slow_page_beyond_the_timeout_is_retried(slow_graph):
     client = graph(timeout=0.5)
     assert rows_of(client.pages("getPstnCalls", DAY, NEXT_DAY)) == sim.truth("pstn", DAY, NEXT_DAY)
     # Without the timeout the slow page would simply have arrived: the retry is the timeout firing.
-    assert client.stats.retries == 1
+    assert stats(client).retries == 1
 
 
 def test_slow_pages_that_never_come_fail_clearly(slow_graph):
@@ -473,7 +473,7 @@ def test_401_refreshes_the_token_once_and_succeeds(graph, sim):
     assert rows_of(pages) == sim.truth("pstn", DAY, NEXT_DAY)
     assert credential.calls == 2
     assert [e["status"] for e in graph_log(sim)] == [401, 200, 200, 200]
-    assert client.stats.token_refreshes == 1 and client.stats.retries == 0
+    assert stats(client).token_refreshes == 1 and stats(client).retries == 0
 
 
 def test_401_mid_paging_refreshes_once(graph, sim):
@@ -545,17 +545,19 @@ def test_an_empty_page_with_a_next_link_is_passed_over(graph, sim):
     pages = list(client.pages("getPstnCalls", DAY, NEXT_DAY))
     assert [len(p.rows) for p in pages] == [1000, 0, 1000, 500]
     assert rows_of(pages) == sim.truth("pstn", DAY, NEXT_DAY)
-    assert client.stats.pages == 4 and client.stats.rows == 2500
+    assert stats(client).pages == 4 and stats(client).rows == 2500
 
 
 def test_invalid_json_page_is_a_page_error(graph, sim):
     sim.configure(faults=[{"kind": "invalid_json", "skip": 1000}])
-    window = graph().pages("getPstnCalls", DAY, NEXT_DAY)
+    client = graph()
+    window = client.pages("getPstnCalls", DAY, NEXT_DAY)
     first = next(window)
     with pytest.raises(GraphPageError, match="not valid JSON") as err:
         next(window)
     assert err.value.url == first.next_link and first.next_link in str(err.value)
-    assert window.stats.pages == 1 and window.stats.snapshot().rows == 1000
+    assert (stats(client).requests, stats(client).pages, stats(client).rows) == (2, 1, 1000)
+    assert list(window) == [] and len(graph_log(sim)) == 2
 
 
 # --- the shared rate limit against the simulator -------------------------------------------------------
@@ -585,7 +587,7 @@ def test_threads_share_one_request_rate(sim, graph):
     sim.configure(page_size=250)  # 10 pages a day
     settings = make_settings(sim.url, GRAPH_MAX_REQUESTS_PER_SECOND="20")
     limiter = RecordingLimiter(20, burst=2)
-    with GraphClient(settings, CountingCredential(), limiter=limiter) as client:
+    with closing(GraphClient(settings, CountingCredential(), limiter=limiter)) as client:
         started = time.monotonic()
         results = _collect_days_in_threads(client, 4)
         elapsed = time.monotonic() - started
@@ -602,13 +604,14 @@ def test_threads_share_one_request_rate(sim, graph):
 def test_client_rate_just_under_the_servers_limit_gets_no_429(sim, graph):
     # Client: 10/s with a burst of 2 is at most 22 requests in any 2 s; the simulator admits 25.
     sim.configure(page_size=250, rate_limit={"requests": 25, "per_seconds": 2})
-    with GraphClient(make_settings(sim.url, GRAPH_MAX_REQUESTS_PER_SECOND="10"), CountingCredential()) as client:
+    with closing(GraphClient(make_settings(sim.url, GRAPH_MAX_REQUESTS_PER_SECOND="10"),
+                             CountingCredential())) as client:
         _collect_days_in_threads(client, 4)
-        assert client.stats.responses_429 == 0 and client.stats.requests == 40
+        assert stats(client).responses_429 == 0 and stats(client).requests == 40
     assert sim.stats()["rate_limited"] == 0
     # The same traffic without the client's limit is throttled: the check above can fail.
     sim.reset()
-    with GraphClient(make_settings(sim.url, GRAPH_MAX_RETRIES="0"), CountingCredential()) as client:
+    with closing(GraphClient(make_settings(sim.url, GRAPH_MAX_RETRIES="0"), CountingCredential())) as client:
         with pytest.raises(GraphRetriesExhaustedError) as err:
             _collect_days_in_threads(client, 4)
     assert err.value.last_status == 429 and sim.stats()["rate_limited"] > 0
@@ -618,9 +621,9 @@ def test_a_retry_after_holds_every_thread_of_the_client(graph, sim):
     # 100 ms a request: without the hold, the other two threads would send pages 4-10 during the second.
     sim.configure(page_size=250, latency=0.1,
                   faults=[{"kind": "status", "status": 429, "retry_after": 1, "skip": 500, "after": 0, "times": 1}])
-    with GraphClient(make_settings(sim.url), CountingCredential()) as client:
+    with closing(GraphClient(make_settings(sim.url), CountingCredential())) as client:
         results = _collect_days_in_threads(client, 3)
-        assert client.stats.responses_429 == 1 and client.stats.requests == 31
+        assert stats(client).responses_429 == 1 and stats(client).requests == 31
     assert sum(len(rows_of(pages)) for pages in results) == 7500
     arrivals = [e["time"] for e in graph_log(sim)]
     throttled = next(e["time"] for e in graph_log(sim) if e["status"] == 429)
@@ -630,20 +633,34 @@ def test_a_retry_after_holds_every_thread_of_the_client(graph, sim):
     assert len([t for t in arrivals if t >= throttled + 0.95]) >= 7 * 2
 
 
-def test_connection_pool_is_sized_for_concurrency(sim):
-    settings = dataclasses.replace(make_settings(sim.url), subwindows=8)
-    with GraphClient(settings, CountingCredential()) as client:
-        assert client._session.get_adapter(sim.url)._pool_maxsize >= 16  # 8 sub-windows x 2 feeds
+def _pool_discards(sim, caplog, subwindows: int) -> list[str]:
+    """urllib3's complaints while 16 windows page at once through one client with `subwindows` set."""
+    caplog.clear()
+    settings = dataclasses.replace(make_settings(sim.url), subwindows=subwindows)
+    with closing(GraphClient(settings, CountingCredential())) as client:
+        _collect_days_in_threads(client, 16)
+    return [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+def test_connection_pool_is_sized_for_concurrency(graph, sim, caplog):
+    # 8 sub-windows x 2 feeds = 16 windows at once: each keeps a pooled connection, none is opened and thrown
+    # away per page. Slow pages keep all 16 in flight together.
+    sim.configure(page_size=1000, latency=0.2)
+    caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
+    assert _pool_discards(sim, caplog, subwindows=8) == []
+    # With one sub-window a feed the pool has its floor of 10, and the same traffic discards connections: the
+    # check above can fail.
+    assert _pool_discards(sim, caplog, subwindows=1) != []
 
 
 def test_every_attempt_passes_through_the_limiter(graph, sim):
     sim.configure(faults=[{"kind": "status", "status": 503, "times": 2}, {"kind": "drop", "skip": 1000}])
     settings = make_settings(sim.url)
     limiter = RecordingLimiter(1000, burst=2, sleep=lambda s: None)
-    with GraphClient(settings, CountingCredential(STALE, TOKEN), sleep=Sleeper(), limiter=limiter) as client:
+    with closing(GraphClient(settings, CountingCredential(STALE, TOKEN), sleep=Sleeper(), limiter=limiter)) as client:
         list(client.pages("getPstnCalls", DAY, NEXT_DAY))
         # 401 (stale token), 503, 503, 200, dropped, 200, 200: seven attempts, seven slots.
-        assert len(limiter.slots) == client.stats.requests == len(graph_log(sim)) == 7
+        assert len(limiter.slots) == stats(client).requests == len(graph_log(sim)) == 7
 
 
 # --- logs ----------------------------------------------------------------------------------------------
@@ -721,9 +738,23 @@ def canned():
     server.close()
 
 
-def test_next_links_go_out_verbatim_in_either_spelling(canned):
-    client = GraphClient(make_settings(canned.url), CountingCredential(), sleep=Sleeper())
-    first = urlsplit(client.function_url("getPstnCalls", DAY, NEXT_DAY)).path
+@pytest.fixture
+def canned_client(canned):
+    """A factory of clients pointed at the canned server, closed after the test."""
+    made: list[GraphClient] = []
+
+    def client(**kwargs) -> GraphClient:
+        made.append(GraphClient(make_settings(canned.url), CountingCredential(), **{"sleep": Sleeper(), **kwargs}))
+        return made[-1]
+
+    yield client
+    for c in made:
+        c.close()
+
+
+def test_next_links_go_out_verbatim_in_either_spelling(canned, canned_client):
+    client = canned_client()
+    first = urlsplit(day_url(canned.url)).path
     # requests would normally rewrite %41 as A; an opaque nextLink must reach Graph as Graph wrote it.
     odd = "/v1.0/communications/callRecords/getPstnCalls(from=2024-05-01,to=2024-05-02)?$skip=1&$skiptoken=%41b%2C'c"
     canned.page(first, [{"id": "1"}], canned.url + odd, key="@odata.NextLink")
@@ -733,21 +764,68 @@ def test_next_links_go_out_verbatim_in_either_spelling(canned):
     assert rows_of(pages) == [{"id": "1"}, {"id": "2"}] and pages[0].next_link == canned.url + odd
 
 
-def test_next_link_to_another_host_is_not_followed(canned):
-    client = GraphClient(make_settings(canned.url), CountingCredential(), sleep=Sleeper())
-    first = urlsplit(client.function_url("getPstnCalls", DAY, NEXT_DAY)).path
+def test_the_next_link_alone_decides_whether_paging_goes_on(canned, canned_client):
+    first = urlsplit(day_url(canned.url)).path
+    canned.page(first, [{"id": "1"}], canned.url + "/p1")
+    canned.page("/p1", [], canned.url + "/p2", key="@odata.NextLink")   # empty, with a link: not the end
+    canned.page("/p2", [{"id": "2"}], canned.url + "/p3")
+    canned.page("/p3", [])                                              # empty, without one: the end
+    pages = list(canned_client().pages("getPstnCalls", DAY, NEXT_DAY))
+    assert canned.seen == [first, "/p1", "/p2", "/p3"]
+    assert [(p.number, len(p.rows)) for p in pages] == [(1, 1), (2, 0), (3, 1), (4, 0)]
+    assert [p.url for p in pages] == [day_url(canned.url)] + [canned.url + f"/p{i}" for i in (1, 2, 3)]
+    assert [p.next_link for p in pages] == [canned.url + f"/p{i}" for i in (1, 2, 3)] + [None]
+
+
+@pytest.mark.parametrize("link", [5, "", "   ", ["https://g/x"]])
+def test_an_unusable_next_link_fails_the_window_with_the_url(canned, canned_client, link):
+    first = urlsplit(day_url(canned.url)).path
+    canned.script[first] = [(200, {}, json.dumps({"value": [], "@odata.nextLink": link}).encode())]
+    with pytest.raises(GraphPageError, match="unusable @odata.nextLink") as err:
+        list(canned_client().pages("getPstnCalls", DAY, NEXT_DAY))
+    assert err.value.url == day_url(canned.url) and day_url(canned.url) in str(err.value)
+    assert canned.seen == [first]
+
+
+def test_a_next_link_back_to_an_earlier_page_with_rows_is_a_loop(canned, canned_client):
+    first = urlsplit(day_url(canned.url)).path
+    canned.page(first, [{"id": "1"}], canned.url + "/p1")
+    canned.page("/p1", [{"id": "2"}], day_url(canned.url))
+    window = canned_client().pages("getPstnCalls", DAY, NEXT_DAY)
+    assert next(window).rows == [{"id": "1"}]
+    with pytest.raises(GraphPagingLoopError, match="already read") as err:
+        next(window)
+    assert err.value.url == day_url(canned.url) and f"nextLink: {day_url(canned.url)}" in str(err.value)
+    assert list(window) == [] and canned.seen == [first, "/p1"]
+
+
+def test_a_next_link_back_to_an_empty_page_is_followed_three_times(canned, canned_client):
+    # Graph's "nothing here yet, continue from here": followed, but a window does it at most three times.
+    first = urlsplit(day_url(canned.url)).path
+    canned.page(first, [], day_url(canned.url))  # the same answer every time
+    window = canned_client().pages("getPstnCalls", DAY, NEXT_DAY)
+    assert [next(window).number for _ in range(3)] == [1, 2, 3]
+    with pytest.raises(GraphPagingLoopError, match="empty page again") as err:
+        next(window)
+    assert "at most 3 tolerated" in str(err.value) and err.value.url == day_url(canned.url)
+    assert list(window) == [] and canned.seen == [first] * 4
+
+
+def test_next_link_to_another_host_is_not_followed(canned, canned_client):
+    client = canned_client()
+    first = urlsplit(day_url(canned.url)).path
     canned.page(first, [{"id": "1"}], "https://evil.example/steal?$skip=1000")
     with pytest.raises(GraphPageError, match="another origin"):
         list(client.pages("getPstnCalls", DAY, NEXT_DAY))
     assert canned.seen == [first]
 
 
-def test_retry_after_as_an_http_date(canned):
+def test_retry_after_as_an_http_date(canned, canned_client):
     now = float(int(time.time()))  # an HTTP date has whole seconds
     sleeper = Sleeper()
-    client = GraphClient(make_settings(canned.url), CountingCredential(), sleep=sleeper, wall_clock=lambda: now,
-                         limiter=RateLimiter(1000, sleep=lambda s: None))  # its hold must not sleep 42 s either
-    first = urlsplit(client.function_url("getPstnCalls", DAY, NEXT_DAY)).path
+    client = canned_client(sleep=sleeper, wall_clock=lambda: now,
+                           limiter=RateLimiter(1000, sleep=lambda s: None))  # its hold must not sleep 42 s either
+    first = urlsplit(day_url(canned.url)).path
     when = http_date(datetime.fromtimestamp(now + 42, UTC), usegmt=True)
     canned.script[first] = [(503, {"Retry-After": when}, b"")]
     canned.page(first, [{"id": "1"}])

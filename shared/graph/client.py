@@ -1,15 +1,8 @@
-"""The Microsoft Graph client of the collector: call-log pages of one window, fetched politely and checked.
+"""Talking to Microsoft Graph: a window's call-log pages, fetched politely (rate-limited, retried, with a
+cached token) from the function URL this module builds.
 
 Plain `requests`, not the Graph SDK: the SDK formats the window's datetimes wrongly (400 BadRequest, see
 msgraph-sdk-python #285 and #1234), and the collector needs each page's exact bytes for the raw archive.
-
-    client = GraphClient(settings)
-    for page in client.pages("getPstnCalls", start, end):   # one request per page, lazily
-        archive(page.body); store(page.rows)
-    client.stats                                            # GraphStats of the run so far
-
-Helpers with one job each: ratelimit.RateLimiter (the shared request rate), graph_retry (Retry-After and
-backoff), graph_paging (page checks and nextLinks), graph_stats (counters), graph_errors (exceptions).
 """
 from __future__ import annotations
 
@@ -19,32 +12,25 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Generator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import (GraphAuthError, GraphError, GraphPageError, GraphPagingLoopError,
-                           GraphPermissionError, GraphRequestError, GraphRetriesExhaustedError, GraphWindowError)
-from .paging import NextLinkPaginator, parse_page
-from .retry import RETRYABLE_EXCEPTIONS, RETRYABLE_STATUSES, Backoff, parse_retry_after
-from .stats import GraphCounters, GraphStats
-from .ratelimit import RateLimiter
+from ..config.credentials import graph_credential
 from ..config.settings import Settings
-
-__all__ = [
-    "GraphClient", "Page", "PageIterator", "GraphStats", "GraphCounters", "FEED_FUNCTIONS", "MAX_WINDOW",
-    "format_datetime", "check_window", "build_function_url",
-    "GraphError", "GraphWindowError", "GraphRequestError", "GraphPermissionError", "GraphAuthError",
-    "GraphRetriesExhaustedError", "GraphPageError", "GraphPagingLoopError",
-]
+from .errors import (GraphAuthError, GraphError, GraphPageError, GraphPermissionError, GraphRequestError,
+                     GraphRetriesExhaustedError, GraphWindowError)
+from .paging import LoopGuard, Page, next_link_of, parse_page
+from .ratelimit import RateLimiter
+from .retry import RETRYABLE_EXCEPTIONS, RETRYABLE_STATUSES, Backoff, parse_retry_after
+from .stats import GraphCounters
 
 log = logging.getLogger(__name__)
 
-FEED_FUNCTIONS = {"pstn": "getPstnCalls", "directRouting": "getDirectRoutingCalls"}
 MAX_WINDOW = timedelta(days=90)
 
 # Application permissions that allow the call-log functions, with their app role ids on Microsoft Graph.
@@ -87,6 +73,8 @@ def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def build_function_url(endpoint: str, version: str, function: str, start: datetime, end: datetime) -> str:
+    """The URL of call-log function `function` over [start, end]: ValueError for a name that is not one,
+    GraphWindowError for a bad window."""
     if not _FUNCTION_NAME.fullmatch(function or ""):
         raise ValueError(f"not a Graph function name: {function!r}")
     start, end = check_window(start, end)
@@ -104,75 +92,14 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-# --- pages ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Page:
-    number: int                 # 1-based within the window
-    url: str                    # the URL fetched: the function URL, then nextLinks verbatim
-    body: bytes                 # exactly the bytes Graph sent (decompressed), for the raw archive
-    rows: list[dict]
-    next_link: str | None       # None on the last page
-
-
-class PageIterator(Iterator[Page]):
-    """The pages of one window, fetched one request per `next()`. `stats` counts this window's traffic only
-    (it also counts in the client's `stats`)."""
-
-    def __init__(self, client: "GraphClient", function: str, start: datetime, end: datetime, url: str):
-        self.function = function
-        self.start = start
-        self.end = end
-        self.url = url
-        self._client = client
-        self._paginator = NextLinkPaginator(url)
-        self._counters = GraphCounters(client._counters)
-        self._closed = False
-
-    def __iter__(self) -> "PageIterator":
-        return self
-
-    def __next__(self) -> Page:
-        if self._closed or self._paginator.finished:
-            raise StopIteration
-        url = self._paginator.current_value
-        try:
-            body = self._client._fetch(url, self._counters)
-            document, rows = parse_page(url, body)
-            self._paginator.advance(document)
-            next_link = self._paginator.current_value
-            if next_link is not None:
-                self._client._check_next_link(url, next_link)
-        except GraphError as exc:
-            # Like a generator that raised: the window is over, and its failure is logged here, once.
-            self._closed = True
-            log.error("Graph %s %s..%s failed: %s", self.function, format_datetime(self.start),
-                      format_datetime(self.end), exc)
-            raise
-        except BaseException:
-            self._closed = True
-            raise
-        self._counters.add(pages=1, rows=len(rows), bytes_received=len(body))
-        log.debug("Graph page %d of %s: %d rows, %d bytes, more: %s", self._paginator.count, self.function,
-                  len(rows), len(body), next_link is not None)
-        return Page(number=self._paginator.count, url=url, body=body, rows=rows, next_link=next_link)
-
-    @property
-    def stats(self) -> GraphCounters:
-        return self._counters
-
-    def close(self) -> None:
-        self._closed = True
-
-
 # --- client --------------------------------------------------------------------------------------------
 
 class GraphClient:
     """Fetches call-log pages from Graph. Thread-safe: one client serves every concurrent window of a run.
 
-    All requests of the client share one request-rate limit, one token cache and one connection pool.
-    `sleep` and `clock` are injectable so tests need not wait; `wall_clock` (epoch seconds) is used for token
-    expiry and Retry-After dates.
+    All requests of the client share one request-rate limit, one token cache, one connection pool and one set
+    of counters (`stats`). `sleep` and `clock` are injectable so tests need not wait; `wall_clock` (epoch
+    seconds) is used for token expiry and Retry-After dates.
     """
 
     def __init__(self, settings: Settings, credential=None, session: requests.Session | None = None, *,
@@ -180,17 +107,13 @@ class GraphClient:
                  wall_clock: Callable[[], float] = time.time, limiter: RateLimiter | None = None,
                  backoff: Backoff | None = None, rate_burst: int = 2, pool_size: int | None = None,
                  max_retry_after: float = 300.0, token_refresh_margin: float = 300.0):
-        if credential is None:
-            from ..config.credentials import graph_credential
-            credential = graph_credential(settings)
-        self.settings = settings
-        self.scope = f"{settings.graph_endpoint.rstrip('/')}/.default"
-        self._credential = credential
+        self._settings = settings
+        self._scope = f"{settings.graph_endpoint.rstrip('/')}/.default"
+        self._credential = credential if credential is not None else graph_credential(settings)
         self._sleep = sleep
         self._wall_clock = wall_clock
-        # The limiter sleeps through self._sleep at call time, so a sleep swapped in later applies to it too.
         self._limiter = limiter or RateLimiter(settings.graph_max_requests_per_second, rate_burst,
-                                               clock=clock, sleep=lambda seconds: self._sleep(seconds))
+                                               clock=clock, sleep=sleep)
         self._backoff = backoff or Backoff(base=1.0, cap=60.0)
         self._timeout = (float(settings.graph_timeout_seconds), float(settings.graph_timeout_seconds))
         self._max_retries = int(settings.graph_max_retries)
@@ -212,34 +135,59 @@ class GraphClient:
         self._session = session
 
     # --- public ---------------------------------------------------------------------------------------
-    def function_url(self, function: str, start: datetime, end: datetime) -> str:
-        return build_function_url(self.settings.graph_endpoint, self.settings.graph_api_version, function,
-                                  start, end)
+    def pages(self, function: str, start: datetime, end: datetime) -> Generator[Page, None, None]:
+        """The pages of `function` over [start, end]: a generator fetching one page per `next()`.
 
-    def pages(self, function: str, start: datetime, end: datetime) -> PageIterator:
-        """The pages of `function` over [start, end]. The window is checked now, before any request."""
-        url = self.function_url(function, start, end)
+        The window is checked by this call, before any request: a bad one raises GraphWindowError here, not
+        at the first `next()`. Each nextLink is followed verbatim, and only to GRAPH_ENDPOINT's origin (the
+        token goes with every request). The nextLink alone decides whether the stream goes on: an empty page
+        that has one is handed out and followed (Graph sends those mid-window; stopping there would drop the
+        rest of the day), and the page without one is the last, rows or not. A failure ends the generator and
+        is logged once, here.
+        """
+        url = build_function_url(self._settings.graph_endpoint, self._settings.graph_api_version, function,
+                                 start, end)
         start, end = check_window(start, end)
-        return PageIterator(self, function, start, end, url)
+        return self._pages(function, start, end, url)
 
     @property
     def stats(self) -> GraphCounters:
-        """Live counters of the run (every window of this client): `.snapshot()`, `.reset()`, `.retries`, ..."""
+        """Live counters of every window of this client: `.snapshot()` is a GraphStats, and `b - a` of two
+        snapshots is the traffic between them."""
         return self._counters
-
-    def reset_stats(self) -> GraphStats:
-        """Zero the run counters and return what they held."""
-        return self._counters.reset()
 
     def close(self) -> None:
         if self._owns_session:
             self._session.close()
 
-    def __enter__(self) -> "GraphClient":
-        return self
+    # --- pages ----------------------------------------------------------------------------------------
+    def _pages(self, function: str, start: datetime, end: datetime, url: str) -> Generator[Page, None, None]:
+        guard = LoopGuard(url)
+        number = 0
+        next_url: str | None = url
+        try:
+            while next_url is not None:
+                number += 1
+                # The page leaves this frame as it is yielded: the generator stays suspended while the caller
+                # archives and stores the page, and must not keep its body and rows alive meanwhile.
+                handover = [self._read_page(function, number, next_url, guard)]
+                next_url = handover[0].next_link
+                yield handover.pop()
+        except GraphError as exc:
+            log.error("Graph %s %s..%s failed: %s", function, format_datetime(start), format_datetime(end), exc)
+            raise
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def _read_page(self, function: str, number: int, url: str, guard: LoopGuard) -> Page:
+        body = self._fetch(url)
+        document, rows = parse_page(url, body)
+        next_link = next_link_of(url, document)
+        if next_link is not None:
+            guard.follow(number, url, rows, next_link)
+            self._check_next_link(url, next_link)
+        self._counters.add(pages=1, rows=len(rows), bytes_received=len(body))
+        log.debug("Graph page %d of %s: %d rows, %d bytes, more: %s", number, function, len(rows), len(body),
+                  next_link is not None)
+        return Page(number=number, url=url, body=body, rows=rows, next_link=next_link)
 
     # --- tokens ---------------------------------------------------------------------------------------
     def _token(self) -> str:
@@ -259,12 +207,12 @@ class GraphClient:
 
     def _get_token(self):
         try:
-            token = self._credential.get_token(self.scope)
+            token = self._credential.get_token(self._scope)
         except Exception as exc:
-            raise GraphAuthError(f"Could not get a Microsoft Graph token for scope {self.scope} with "
+            raise GraphAuthError(f"Could not get a Microsoft Graph token for scope {self._scope} with "
                                  f"{type(self._credential).__name__}: {type(exc).__name__}: {exc}") from exc
         if not getattr(token, "token", None):
-            raise GraphAuthError(f"{type(self._credential).__name__} returned an empty token for {self.scope}")
+            raise GraphAuthError(f"{type(self._credential).__name__} returned an empty token for {self._scope}")
         return token
 
     # --- requests -------------------------------------------------------------------------------------
@@ -277,16 +225,16 @@ class GraphClient:
         env = self._session.merge_environment_settings(url, {}, False, None, None)
         return self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **env)
 
-    def _fetch(self, url: str, counters: GraphCounters) -> bytes:
+    def _fetch(self, url: str) -> bytes:
         """The body of a 200 answer to GET url, after whatever retries the budget allows."""
         retries = 0
         refreshed = False
         while True:
             waited = self._limiter.acquire()
             if waited > 0:
-                counters.add(rate_limit_wait_seconds=waited)
+                self._counters.add(rate_limit_wait_seconds=waited)
             token = self._token()
-            counters.add(requests=1)
+            self._counters.add(requests=1)
             retry_after = None
             try:
                 response = self._send(url, token)
@@ -300,7 +248,7 @@ class GraphClient:
                     # Tokens can be revoked or rotated before their expiry: one fresh token, one more try.
                     refreshed = True
                     if self._refresh_after_401(token):
-                        counters.add(token_refreshes=1)
+                        self._counters.add(token_refreshes=1)
                     log.warning("Graph answered 401 for %s; retrying once with a new token", url)
                     continue
                 if status == 401:
@@ -312,7 +260,7 @@ class GraphClient:
                 if status not in RETRYABLE_STATUSES:
                     raise self._request_error(GraphRequestError, response, url, token, _status_hint(status))
                 if status == 429:
-                    counters.add(responses_429=1)
+                    self._counters.add(responses_429=1)
                 last_status = status
                 reason = f"HTTP {status}{_error_suffix(response, token)}"
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._wall_clock())
@@ -336,7 +284,7 @@ class GraphClient:
             retries += 1
             log.warning("Graph %s for %s; retry %d of %d in %.2f s%s", reason, url, retries, self._max_retries,
                         wait, " (Retry-After)" if retry_after is not None else " (backoff)")
-            counters.add(retries=1, throttle_wait_seconds=wait)
+            self._counters.add(retries=1, throttle_wait_seconds=wait)
             if wait > 0:
                 self._sleep(wait)
 
@@ -344,11 +292,11 @@ class GraphClient:
         # The bearer token goes with every request: a nextLink to another host would hand it to that host.
         if _origin(next_link) != self._origin:
             raise GraphPageError(f"Graph page points its nextLink at another origin than GRAPH_ENDPOINT "
-                                 f"({self.settings.graph_endpoint}); not following it with our token; "
+                                 f"({self._settings.graph_endpoint}); not following it with our token; "
                                  f"nextLink: {next_link}; page url: {url}", url=url)
 
     def _permission_help(self) -> str:
-        endpoint = self.settings.graph_endpoint.rstrip("/")
+        endpoint = self._settings.graph_endpoint.rstrip("/")
         return (f"The app identity lacks the Microsoft Graph application permission {PERMISSION[0]} "
                 f"(app role {PERMISSION[1]}) or the narrower {NARROW_PERMISSION[0]} (app role {NARROW_PERMISSION[1]}); "
                 f"delegated permissions do not work here. For a managed identity the portal cannot grant it: "

@@ -50,4 +50,4 @@ class GraphPageError(GraphError):
 
 
 class GraphPagingLoopError(GraphPageError):
-    """The same nextLink came back twice in one window: following it would never end."""
+    """A nextLink leads back to a page already read in this window: following it would never end."""

@@ -1,11 +1,12 @@
-"""Reading Graph pages: checking a body is a page, and following its nextLinks to the end of a window.
+"""What a Graph page is: a body checked to be a page, its nextLink, and the rule against paging in circles.
 
-The paginator has the shape of Meltano singer-sdk's `BaseAPIPaginator` (current_value, finished, count,
-get_next, has_more, advance), fed with parsed bodies instead of responses so it stays testable without HTTP.
+No HTTP here: the client fetches and this module judges what came back, so the collector's replay can re-read
+archived pages with `parse_page` exactly as they were read when collected.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,10 +16,24 @@ from .errors import GraphPageError, GraphPagingLoopError
 # Current Graph spells it @odata.nextLink; the older call-records doc text has @odata.NextLink.
 NEXT_LINK_KEYS = ("@odata.nextLink", "@odata.NextLink")
 
+# Returns to an empty page tolerated per window (see LoopGuard).
+MAX_EMPTY_REVISITS = 3
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a window, as `GraphClient.pages` hands it out."""
+
+    number: int                 # 1-based within the window
+    url: str                    # the URL fetched: the function URL, then nextLinks verbatim
+    body: bytes                 # exactly the bytes Graph sent (decompressed), for the raw archive
+    rows: list[dict]
+    next_link: str | None       # None on the last page
+
 
 def _loads(body: bytes) -> Any:
     # orjson reads a 1,000-row page in two thirds of json's time; what it refuses (a UTF-16 body, NaN, a lone
-    # surrogate, a huge integer) json reads or rejects with its own message, exactly as before.
+    # surrogate, a huge integer) json still reads, or rejects with its own message.
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -53,6 +68,11 @@ def parse_page(url: str, body: bytes) -> tuple[dict[str, Any], list[dict]]:
 
 
 def next_link_of(url: str, document: dict[str, Any]) -> str | None:
+    """The nextLink of the page read from `url`, None on the last page; GraphPageError if it is not a URL string.
+
+    The link is opaque: Graph's nextLink has another shape than the request (`(from=..,to=..)?$skip=1000`), so
+    it is followed exactly as received, never rebuilt.
+    """
     for key in NEXT_LINK_KEYS:
         if key in document and document[key] is not None:
             link = document[key]
@@ -62,64 +82,38 @@ def next_link_of(url: str, document: dict[str, Any]) -> str | None:
     return None
 
 
-class NextLinkPaginator:
-    """Tracks the next URL of one window and refuses to go round in circles.
+class LoopGuard:
+    """Refuses the nextLink that would make one window go round in circles.
 
-    `current_value` is the URL to fetch next (the function URL first), `finished` turns true after the page
-    without a nextLink. The links are opaque: Graph's nextLink has another shape than the request
-    (`(from=..,to=..)?$skip=1000`), so it is followed exactly as received, never rebuilt.
+    A loop is a nextLink back to a URL already read in this window whose page had rows: following it would read
+    the same rows forever. A nextLink back to a page that was EMPTY is Graph saying "nothing here yet, continue
+    from here" (the project's simulator models it that way), so it is followed again, but at most
+    MAX_EMPTY_REVISITS times per window before it too counts as a loop.
 
-    A loop is a nextLink back to a URL already read in this window whose page had rows: following it would
-    read the same rows forever. A nextLink back to a page that was EMPTY is Graph saying "nothing here yet,
-    continue from here" (the project's simulator models it that way), so it is followed again, but only
-    `max_empty_revisits` times per window before it too counts as a loop.
+    An object, not a few lines in the pages generator: it remembers across the whole window, while the client
+    reads each page in a call of its own so that the page's body and rows go when that call returns. One guard
+    handed to each call reads better than three loose sets and counters.
     """
 
-    def __init__(self, start_url: str, max_empty_revisits: int = 3):
-        self.current_value: str | None = start_url
-        self.finished = False
-        self.count = 0  # pages advanced over
-        self.max_empty_revisits = max_empty_revisits
-        self._visits: dict[str, int] = {start_url: 1}
+    def __init__(self, start_url: str):
+        self._read = {start_url}            # URLs fetched in this window, or about to be
         self._had_rows: set[str] = set()
         self._empty_revisits = 0
 
-    def get_next(self, document: dict[str, Any]) -> str | None:
-        return next_link_of(self.current_value or "", document)
-
-    def has_more(self, document: dict[str, Any]) -> bool:
-        # The nextLink alone decides: Graph can hand out an empty `value` with a nextLink mid-window, and
-        # stopping there would silently drop every later row of the day.
-        return self.get_next(document) is not None
-
-    def advance(self, document: dict[str, Any]) -> None:
-        """Move past the page just read (`document`, already checked by parse_page).
-
-        GraphPagingLoopError if its nextLink leads back to a page of this window that had rows, or back to
-        an empty page more than `max_empty_revisits` times.
-        """
-        if self.finished:
-            raise RuntimeError("paginator already finished")
-        url = self.current_value
-        if document.get("value"):
+    def follow(self, number: int, url: str, rows: list, next_link: str) -> None:
+        """Page `number`, read from `url` with `rows`, leads to `next_link`: allow it or raise GraphPagingLoopError."""
+        if rows:
             self._had_rows.add(url)
-        link = self.get_next(document)
-        self.count += 1
-        if link is None:
-            self.finished = True
-            self.current_value = None
-            return
-        if link in self._visits:
-            if link in self._had_rows:
+        if next_link in self._read:
+            if next_link in self._had_rows:
                 raise GraphPagingLoopError(
-                    f"Graph paging loop: the nextLink of page {self.count} points back to a page already read "
-                    f"in this window, so following it would repeat the same rows forever; nextLink: {link}",
-                    url=link)
+                    f"Graph paging loop: the nextLink of page {number} points back to a page already read "
+                    f"in this window, so following it would repeat the same rows forever; nextLink: {next_link}",
+                    url=next_link)
             self._empty_revisits += 1
-            if self._empty_revisits > self.max_empty_revisits:
+            if self._empty_revisits > MAX_EMPTY_REVISITS:
                 raise GraphPagingLoopError(
-                    f"Graph paging loop: the nextLink of page {self.count} points back to an empty page again "
+                    f"Graph paging loop: the nextLink of page {number} points back to an empty page again "
                     f"({self._empty_revisits} returns to empty pages in this window, at most "
-                    f"{self.max_empty_revisits} tolerated); nextLink: {link}", url=link)
-        self._visits[link] = self._visits.get(link, 0) + 1
-        self.current_value = link
+                    f"{MAX_EMPTY_REVISITS} tolerated); nextLink: {next_link}", url=next_link)
+        self._read.add(next_link)

@@ -1,4 +1,4 @@
-"""Counters of Graph traffic, kept per client (the run) and per window (one day), safe across threads."""
+"""Counters of a Graph client's traffic, safe across the threads of a run."""
 from __future__ import annotations
 
 import threading
@@ -19,28 +19,19 @@ class GraphStats:
     token_refreshes: int = 0               # tokens fetched again after a 401
     bytes_received: int = 0                # body bytes of accepted pages
 
-    def __add__(self, other: "GraphStats") -> "GraphStats":
-        return GraphStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
-
     def __sub__(self, other: "GraphStats") -> "GraphStats":
         return GraphStats(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 _NAMES = frozenset(f.name for f in fields(GraphStats))
 
 
 class GraphCounters:
-    """The live counters: thread-safe `add`, `snapshot()` (a GraphStats), `reset()`, and each count readable as
-    an attribute (`counters.retries`). `add` also feeds the parent counters, so a window's traffic counts in the
-    run's too."""
+    """The live counters of one client: `add` from any thread, `snapshot()` for a GraphStats of them all at once."""
 
-    def __init__(self, *parents: "GraphCounters"):
+    def __init__(self):
         self._lock = threading.Lock()
         self._values = dict.fromkeys(_NAMES, 0)
-        self._parents = parents
 
     def add(self, **deltas: float) -> None:
         unknown = set(deltas) - _NAMES
@@ -49,25 +40,10 @@ class GraphCounters:
         with self._lock:
             for name, delta in deltas.items():
                 self._values[name] += delta
-        for parent in self._parents:
-            parent.add(**deltas)
 
     def snapshot(self) -> GraphStats:
         with self._lock:
             return GraphStats(**self._values)
-
-    def reset(self) -> GraphStats:
-        """Zero the counters and return what they held, in one step (no increment falls between)."""
-        with self._lock:
-            before = GraphStats(**self._values)
-            self._values = dict.fromkeys(_NAMES, 0)
-            return before
-
-    def __getattr__(self, name: str):
-        if name in _NAMES:
-            with self._lock:
-                return self._values[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"GraphCounters({self.snapshot()})"
