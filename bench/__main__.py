@@ -166,13 +166,13 @@ def document_size(stack: BenchStack, rows: int, figures: Figures) -> None:
     """The mean size of a stored document (JSON bytes), for the RU projection."""
     import requests
 
-    from shared.stores.calls import to_document
+    from shared.stores.rows import to_document
 
     stack.simulate(rows_per_day=rows)
     response = requests.get(f"{stack.graph_url}/_sim/truth", timeout=300, params={
         "feed": "pstn", "from": f"{DAY}T00:00:00Z", "to": f"{DAY + dt.timedelta(days=1)}T00:00:00Z"})
     response.raise_for_status()
-    docs = [to_document(row) for row in response.json()["value"]]
+    docs = [to_document(row, "startDateTime") for row in response.json()["value"]]
     size = sum(len(json.dumps(doc, separators=(",", ":"))) for doc in docs) / len(docs)
     figures.get("a.doc_bytes", "(a) mean stored document size", "bytes").add(stack.mode.name, size)
 

@@ -1,10 +1,10 @@
 """(a) Ingesting one day: the project's collector against what existing tools do, side by side.
 
-The collector is `shared.collector.run_days` with the bench's settings (sub-windows fetched concurrently,
+The collector is `shared.collect.run.run_days` with the bench's settings (sub-windows fetched concurrently,
 pages archived, rows hashed and written in transactional batches of up to 100 per day partition, several
 batches at once). The baseline follows the day's nextLinks one after the other with `requests` and upserts
 every row on its own with azure-cosmos, the way the existing exporters do; it writes the same documents
-(`shared.store.to_document`) but does not archive pages, so it does less work than the collector.
+(`shared.stores.rows.to_document`) but does not archive pages, so it does less work than the collector.
 
 Both run in the same mode, one right after the other, each into a database of its own; the figure is the
 ratio of the two times per run.
@@ -22,7 +22,7 @@ from shared.stores.clients import cosmos_client
 from shared.config.feeds import FEEDS
 from shared.graph.client import build_function_url
 from shared.config.settings import Settings
-from shared.stores.calls import to_document
+from shared.stores.rows import to_document
 from shared.collect.windows import day_window
 
 from .common import DAY, BenchStack, timed
@@ -73,7 +73,7 @@ class Baseline:
 def sequential_baseline(settings: Settings, day: dt.date = DAY) -> Baseline:
     """Follow nextLinks one by one; upsert each row with its own request."""
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_pstn_container)
+        .get_container_client(settings.container("pstn"))
     window = day_window(day, settings.time_zone)
     url = build_function_url(settings.graph_endpoint, settings.graph_api_version, "getPstnCalls",
                              window.start, window.end)
@@ -89,7 +89,7 @@ def sequential_baseline(settings: Settings, day: dt.date = DAY) -> Baseline:
                 page = response.json()
                 pages += 1
                 for row in page["value"]:
-                    container.upsert_item(to_document(row))
+                    container.upsert_item(to_document(row, "startDateTime"))
                     rows += 1
                 next_url = page.get("@odata.nextLink")
         return rows, pages

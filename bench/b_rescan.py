@@ -15,7 +15,7 @@ from .common import DAY
 
 def etags(settings: Settings, day: str = DAY.isoformat()) -> dict[str, str]:
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_pstn_container)
+        .get_container_client(settings.container("pstn"))
     items = container.query_items("SELECT c.id, c._etag FROM c WHERE c.day = @day",
                                   parameters=[{"name": "@day", "value": day}], partition_key=day)
     return {item["id"]: item["_etag"] for item in items}

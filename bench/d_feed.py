@@ -108,7 +108,7 @@ def stream(api: str, session: requests.Session, days: list[dt.date] = WEEK,
 def read_store(settings: Settings, days: list[dt.date] = WEEK) -> int:
     """The same rows straight from Cosmos, one query per day partition."""
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_pstn_container)
+        .get_container_client(settings.container("pstn"))
     rows = 0
     for day in days:
         for _ in container.query_items("SELECT * FROM c WHERE c.day = @day", partition_key=day.isoformat(),
@@ -120,10 +120,10 @@ def read_store(settings: Settings, days: list[dt.date] = WEEK) -> int:
 def read_engine(settings: Settings, days: list[dt.date] = WEEK, batch: int = MAX_PAGE_SIZE + 1) -> int:
     """The same rows through the feed's own store access (shared.query_engine: day by day, in startUtc order,
     a page of rows and a look-ahead at a time), without HTTP, projection or JSON: what the feed's own work adds."""
-    from shared.api.keyset import PartitionedReader, QuerySpec
+    from shared.stores.reader import PartitionedReader, QuerySpec
 
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_pstn_container)
+        .get_container_client(settings.container("pstn"))
     spec = QuerySpec(first_day=days[0].isoformat(), last_day=days[-1].isoformat())
     return sum(1 for _ in PartitionedReader(container).rows(spec, batch=batch))
 

@@ -70,7 +70,7 @@ def first_run(settings) -> list[str]:
     from shared.cli import summary
     from shared.collect.run import run_days
     from shared.config.feeds import enabled_feeds
-    from shared.collect.windows import yesterday
+    from shared.instants import yesterday
 
     day = yesterday(settings.time_zone)
     print(f"collecting {day} from the Graph simulator ...", flush=True)

@@ -1,4 +1,4 @@
-"""Regenerate the settings table in README.md and local.settings.json.example from shared/settings.py SPECS.
+"""Regenerate the settings table in README.md and local.settings.json.example from shared/config/settings.py specs().
 
     .venv/bin/python -m devstack.settings_docs
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from shared.config.settings import SPECS
+from shared.config.settings import specs
 
 from .stack import ROOT, Stack
 
@@ -25,7 +25,7 @@ def example() -> dict:
     local = Stack().app_env()  # the make run stack on its default ports
     values = {k: v for k, (v, _) in HOST_VALUES.items()}
     meanings = {k: m for k, (_, m) in HOST_VALUES.items()}
-    for spec in SPECS:
+    for spec in specs():
         values[spec.name] = local.get(spec.name, spec.default if spec.default is not None else "")
         meanings[spec.name] = f"[default: {default_text(spec)}] {spec.meaning}"
     return {"IsEncrypted": False,
@@ -38,7 +38,7 @@ def example() -> dict:
 
 def table() -> str:
     rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
-    for spec in SPECS:
+    for spec in specs():
         default = f"`{spec.default}`" if spec.default is not None else "unset"
         rows.append(f"| `{spec.name}` | {default} | {spec.meaning.replace('|', '/')} |")
     return "\n".join(rows)

@@ -9,6 +9,9 @@
 
 Settings come from the environment (and local.settings.json "Values" when present, like `func start`).
 Exit code: 0 all days succeeded, 1 some day failed, 2 bad arguments or settings.
+
+The stages are imported inside the commands: `--help` and a bad argument answer at once, without the Azure
+SDKs' import time.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import sys
 
 from .config.feeds import FEEDS
 from .config.settings import SettingsError, apply_local_settings_file, load_settings
+from .instants import days_between
 
 
 def _date(text: str) -> dt.date:
@@ -116,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ledger(settings):
-    from .stores.clients import cosmos_client
-    from .stores.ledger import Ledger
+    from .stores import open_stores
 
-    database = cosmos_client(settings).get_database_client(settings.cosmos_database)
-    return Ledger(database.get_container_client(settings.cosmos_runs_container))
+    return open_stores(settings).ledger
 
 
 def _status(settings, args) -> int:
@@ -177,7 +179,6 @@ def _backfill(settings, args) -> int:
 def _replay(settings, args) -> int:
     from .collect.run import build_collector
     from .collect.replay import ReplayError
-    from .collect.windows import days_between
 
     last = args.last or args.day
     if last < args.day:

@@ -7,10 +7,9 @@ import uuid
 
 from shared.collect.run import build_collector
 from shared.stores.clients import blob_service, cosmos_client
-from shared.config.feeds import FEEDS
 from shared.stores.schema import ensure_stores
 from shared.config.settings import load_settings
-from shared.stores.calls import strip_document
+from shared.stores.rows import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
 from shared.collect.windows import day_window
 
 TOKEN = "test-token"
@@ -28,16 +27,35 @@ def fresh_settings(stack, graph_url: str, **overrides):
 
 
 def new_collector(settings, sleep=None):
-    collector = build_collector(settings)
-    if sleep is not None:
-        collector.graph._sleep = sleep
-    return collector
+    """A collector whose Graph client sleeps through `sleep` (tests record the waits instead of waiting)."""
+    if sleep is None:
+        return build_collector(settings)
+    from shared.graph import GraphClient
+    from shared.config.credentials import graph_credential
+
+    return build_collector(settings, graph=GraphClient(settings, graph_credential(settings), sleep=sleep))
 
 
 def stored_rows(settings, feed: str = "pstn") -> list[dict]:
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(FEEDS[feed].container(settings))
+        .get_container_client(settings.container(feed))
     return list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+
+
+def delete_day(settings, day: str, feed: str = "pstn") -> int:
+    """Delete a day's documents behind the app's back (an accident replay must repair); returns how many."""
+    container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
+        .get_container_client(settings.container(feed))
+    ids = [d["id"] for d in container.query_items("SELECT c.id FROM c WHERE c.day = @day",
+                                                  parameters=[{"name": "@day", "value": day}], partition_key=day)]
+    for i in range(0, len(ids), 100):
+        container.execute_item_batch([("delete", (x,)) for x in ids[i:i + 100]], partition_key=day)
+    return len(ids)
+
+
+def strip_document(doc: dict) -> dict:
+    """The Graph row inside a stored document."""
+    return {k: v for k, v in doc.items() if k not in DERIVED_FIELDS and k not in COSMOS_SYSTEM_FIELDS}
 
 
 def by_id(rows) -> dict[str, dict]:

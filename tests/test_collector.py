@@ -244,7 +244,7 @@ def test_the_command_line_collects_a_range_through_the_same_path(stack, sim):
 def test_the_timer_function_runs_the_scheduled_collection(stack, sim, monkeypatch):
     from devstack.localhost import FunctionIndex, run_timer
     from function_app import app
-    from shared.collect.windows import yesterday
+    from shared.instants import yesterday
 
     sim.configure(rows_per_day={"pstn": 1200, "directRouting": 100})
     day = yesterday("UTC")

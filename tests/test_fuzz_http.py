@@ -27,7 +27,7 @@ from devstack.localhost import FunctionIndex, Keys, make_server
 from shared.collect.run import run_days
 from shared.stores.clients import blob_service, cosmos_client
 from shared.config.feeds import FEEDS
-from shared.odata import ENTITY_SETS, ODataError, evaluate, parse_filter, to_sql
+from shared.odata import ODataError, entity_sets, evaluate, parse_filter, to_sql
 from shared.odata.filter_parser import UNSUPPORTED_FUNCTIONS
 from shared.odata.model import BOOLEAN, DATE, DATETIMEOFFSET, DECIMAL, INT32, STRING
 
@@ -36,6 +36,7 @@ from .collecting import TOKEN, fresh_settings
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi.yaml"
 DAYS = [dt.date(2026, 4, 7), dt.date(2026, 4, 8)]   # fixed, so the data and the examples drawn from it are too
+ENTITY_SETS = entity_sets()
 SETS = tuple(ENTITY_SETS)
 FUNCTION_KEY, ADMIN_KEY = "fuzz-function-key", "fuzz-admin-key"
 AUTH = {"x-functions-key": ADMIN_KEY}
@@ -123,8 +124,7 @@ class Documents(dict):
 def stored_documents(settings_) -> Documents:
     """The stored documents behind each entity set (the oracle's input)."""
     database = cosmos_client(settings_).get_database_client(settings_.cosmos_database)
-    names = {"pstn": settings_.cosmos_pstn_container, "directRouting": settings_.cosmos_direct_routing_container,
-             "dailyUsage": settings_.cosmos_summaries_container}
+    names = dict(settings_.containers)
     out = Documents()
     for set_name, entity in ENTITY_SETS.items():
         container = database.get_container_client(names[entity.feed])

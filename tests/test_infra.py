@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from shared.stores.schema import cosmos_containers
-from shared.config.settings import SPECS, SettingsError, load_settings
+from shared.config.settings import SettingsError, load_settings, specs
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -249,7 +249,7 @@ def binding_settings(root: Path) -> set[str]:
 def settings_env(settings: dict[str, tuple[object, Scope]]) -> tuple[dict[str, str], set[str]]:
     """The app's settings as Azure gets them with every parameter at its default (stand-ins for deployment-time
     values), and the names whose value is known only at deployment."""
-    spec_names = {s.name for s in SPECS}
+    spec_names = {s.name for s in specs()}
     env, runtime = {}, set()
     for name, (expr, scope) in settings.items():
         if name not in spec_names:
@@ -268,8 +268,8 @@ def contract_problems(infra: Path, root: Path = ROOT) -> list[str]:
     except (AssertionError, ValueError, KeyError) as exc:
         return [f"cannot read the app settings from the Bicep: {exc}"]
     problems = []
-    specs = {s.name: s for s in SPECS}
-    for name, spec in specs.items():
+    by_name = {s.name: s for s in specs()}
+    for name, spec in by_name.items():
         if name in LEFT_UNSET_IN_AZURE:
             if name in settings:
                 problems.append(f"{name} is set by the Bicep but must stay unset in Azure: "
@@ -277,12 +277,12 @@ def contract_problems(infra: Path, root: Path = ROOT) -> list[str]:
         elif name not in settings and spec.default is None:
             problems.append(f"{name} is read by the app, has no default, and the Bicep does not set it")
     for name in LEFT_UNSET_IN_AZURE:
-        if name not in specs:
+        if name not in by_name:
             problems.append(f"LEFT_UNSET_IN_AZURE lists {name}, which the app no longer reads")
     for name in settings:
         if name in FORBIDDEN_IN_AZURE:
             problems.append(f"the Bicep sets {name}, which Flex Consumption rejects or which carries a key")
-        elif name not in specs and not any(fnmatch.fnmatchcase(name, p) for p in HOST_SETTINGS):
+        elif name not in by_name and not any(fnmatch.fnmatchcase(name, p) for p in HOST_SETTINGS):
             problems.append(f"the Bicep sets {name}, which neither the app (shared/settings.py) nor the host reads")
     for name in sorted(binding_settings(root)):
         if name not in settings:
@@ -518,10 +518,10 @@ def test_host_settings_use_the_identity():
 def test_bicep_defaults_equal_the_code_defaults():
     # Two places hold a default (settings.py and a Bicep parameter): they must agree unless listed on purpose.
     env, runtime = settings_env(app_settings(INFRA))
-    specs = {s.name: s for s in SPECS}
-    differ = {name: (value, specs[name].default) for name, value in env.items()
+    by_name = {s.name: s for s in specs()}
+    differ = {name: (value, by_name[name].default) for name, value in env.items()
               if name not in runtime and name not in AZURE_DEFAULT_DIFFERS
-              and (value or None) != specs[name].default}
+              and (value or None) != by_name[name].default}
     assert differ == {}
 
 

@@ -19,7 +19,7 @@ def settings(stack_env):
 
 def test_a_document_written_with_azure_cosmos_reads_back(settings):
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_pstn_container)
+        .get_container_client(settings.container("pstn"))
     doc = {"id": str(uuid.uuid4()), "day": "2026-11-28", "charge": 0.12, "callType": "user_out", "tags": [1, 2]}
     container.upsert_item(doc)
     back = container.read_item(doc["id"], partition_key="2026-11-28")
@@ -28,7 +28,7 @@ def test_a_document_written_with_azure_cosmos_reads_back(settings):
 
 def test_reading_a_missing_id_raises_not_found(settings):
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_pstn_container)
+        .get_container_client(settings.container("pstn"))
     with pytest.raises(CosmosResourceNotFoundError):
         container.read_item(str(uuid.uuid4()), partition_key="2026-11-28")
 

@@ -17,10 +17,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from shared.odata import (ENTITY_SETS, And, Compare, Constant, In, Not, ODataError, Or, StringFunction,
+from shared.odata import (And, Compare, Constant, In, Not, ODataError, Or, StringFunction,
                           context_url, evaluate, metadata_xml, parse_filter, parse_options, service_document,
-                          time_range, to_sql)
+                          time_range, to_sql, entity_sets)
 from shared.odata.sql import instant_spellings
+
+ENTITY_SETS = entity_sets()
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="

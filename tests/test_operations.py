@@ -19,10 +19,10 @@ from devstack.graphsim.server import GraphSimulator
 from devstack.localhost import FunctionIndex, make_server
 from shared.collect.run import build_collector, run_days, run_scheduled, scheduled_work
 from shared.config.feeds import FEEDS
-from shared.stores.calls import COSMOS_SYSTEM_FIELDS
-from shared.collect.windows import yesterday
+from shared.stores.rows import COSMOS_SYSTEM_FIELDS
+from shared.instants import yesterday
 
-from .collecting import TOKEN, fresh_settings, stored_rows
+from .collecting import TOKEN, delete_day, fresh_settings, stored_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -157,7 +157,6 @@ def test_replay_rebuilds_exactly_the_documents_of_a_deleted_day(ops):
     # History worth replaying: a second run of the day that adds late rows.
     sim.configure(late_rows=[{"day": day.isoformat(), "feed": "pstn", "count": 12, "after_requests": 0}])
     run_days(settings, [FEEDS["pstn"]], day, day)
-    collector = build_collector(settings)
 
     def documents():
         return {d["id"]: {k: v for k, v in d.items() if k not in COSMOS_SYSTEM_FIELDS}
@@ -166,7 +165,7 @@ def test_replay_rebuilds_exactly_the_documents_of_a_deleted_day(ops):
     try:
         before = documents()
         assert len(before) == 312
-        assert collector.stores["pstn"].delete_day(day.isoformat()) == 312 and documents() == {}
+        assert delete_day(settings, day.isoformat()) == 312 and documents() == {}
         r = requests.post(f"{ops['api']}/ops/replay", params={"feed": "pstn", "day": day.isoformat()})
         assert r.status_code == 200, r.text
         assert r.json()["new"] == 312 and len(r.json()["runs"]) >= 2
@@ -174,7 +173,6 @@ def test_replay_rebuilds_exactly_the_documents_of_a_deleted_day(ops):
         again = requests.post(f"{ops['api']}/ops/replay", params={"feed": "pstn", "day": day.isoformat()}).json()
         assert again["new"] == 0 and again["changed"] == 0  # a replay over intact data writes nothing
     finally:
-        collector.close()
         sim.configure(late_rows=[])
 
 

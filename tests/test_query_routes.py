@@ -16,9 +16,9 @@ from devstack.graphsim.server import GraphSimulator
 from devstack.localhost import FunctionIndex, make_server
 from shared.collect.run import run_days
 from shared.config.feeds import FEEDS
-from shared.stores.calls import strip_document
 
-from .collecting import TOKEN, fresh_settings, stored_rows
+
+from .collecting import TOKEN, fresh_settings, stored_rows, strip_document
 
 WEEK = [dt.date(2026, 4, 6) + dt.timedelta(days=i) for i in range(7)]
 SETS = ("PstnCalls", "DirectRoutingCalls", "DailyUsage")
@@ -79,10 +79,10 @@ def by_start(rows):
 
 
 def declared(row: dict, entity="PstnCalls") -> dict:
-    from shared.odata import ENTITY_SETS
+    from shared.odata import entity_sets
     out = {}
     row = {**row, "day": row["startDateTime"][:10]}  # the partition day, exposed as a property
-    for prop in ENTITY_SETS[entity].entity_type.properties:
+    for prop in entity_sets()[entity].entity_type.properties:
         value = row.get(prop.name)
         out[prop.name] = ([] if prop.collection else None) if value is None else value
     return out

@@ -41,7 +41,7 @@ def test_no_secret_in_the_repository(monkeypatch):
 def test_the_scan_catches_a_planted_key(tmp_path, monkeypatch):
     copy = tmp_path / "repo"
     copy.mkdir()
-    shutil.copy(ROOT / "shared" / "settings.py", copy / "settings.py")
+    shutil.copy(ROOT / "shared" / "config" / "settings.py", copy / "settings.py")
     planted = "AccountKey=" + "Zm9vYmFyYmF6cXV4" * 5 + "YWJjZGVm" + "=="  # 88 base64 characters, like a real key
     (copy / "settings.py").write_text((copy / "settings.py").read_text() +
                                       f'\nCONNECTION = "DefaultEndpointsProtocol=https;AccountName=prod;{planted};"\n')

@@ -6,12 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.collect.heap import pin_mmap_threshold
-from shared.stores.calls import DayWriter, _key, _KeyTable, row_hash, to_document
+from shared.config.feeds import FEEDS
+from shared.stores.calls import DayWriter
+from shared.stores.keytable import KeyTable, row_key
+from shared.stores.rows import row_hash, to_document
 
 
 def test_the_key_table_is_a_map_of_64_bit_numbers():
     rng = random.Random(7)
-    table, expected = _KeyTable(capacity=8), {}
+    table, expected = KeyTable(capacity=8), {}
     keys = [rng.getrandbits(64) or 1 for _ in range(3000)]
     keys += [(i << 40) | 0x5 for i in range(1, 300)]  # the same low bits: one long probe run
     for key in keys + keys[:500]:  # the repeats replace values
@@ -27,10 +30,13 @@ def test_the_key_table_is_a_map_of_64_bit_numbers():
 
 
 def test_keys_are_never_zero():
-    assert all(_key(str(i)) != 0 for i in range(1000))
+    assert all(row_key(str(i)) != 0 for i in range(1000))
 
 
 class FakeStore:
+    """A feed's store in memory: what a DayWriter reads and writes of it."""
+    feed = FEEDS["pstn"]
+
     def __init__(self, stored: dict[str, dict[str, str | None]]):
         self.stored = stored  # day -> id -> rowHash
         self.batches: list[tuple[str, list[dict]]] = []
@@ -68,7 +74,7 @@ def test_the_writer_counts_and_writes_only_what_differs():
     written = [doc for _, docs in store.batches for doc in docs]
     assert all(len(docs) <= 100 and all(d["day"] == day for d in docs) for day, docs in store.batches)
     expected = [changed, hashless, next_day] + fresh + [{**fresh[1], "charge": 0.5}]
-    assert sorted(written, key=repr) == sorted((to_document(r) for r in expected), key=repr)
+    assert sorted(written, key=repr) == sorted((to_document(r, "startDateTime") for r in expected), key=repr)
 
 
 def test_a_page_with_a_bad_row_writes_nothing():
@@ -130,8 +136,8 @@ def test_a_failed_prefetch_fails_the_page_that_needs_it():
         writer.finish()
 
 
-def _json_canonical(row):
-    """The rowHash input as the store first wrote it; _canonical must give these bytes for every row."""
+def _jsoncanonical_json(row):
+    """The rowHash input as the store first wrote it; canonical_json must give these bytes for every row."""
     import json
 
     return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -140,7 +146,7 @@ def _json_canonical(row):
 def test_the_canonical_json_of_a_row_is_what_json_dumps_wrote_for_any_row():
     from hypothesis import given, settings, strategies as st
 
-    from shared.stores.calls import _canonical
+    from shared.stores.rows import canonical_json
 
     scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70)
                | st.floats(allow_nan=True, allow_infinity=True)
@@ -153,14 +159,14 @@ def test_the_canonical_json_of_a_row_is_what_json_dumps_wrote_for_any_row():
     @given(st.dictionaries(st.text(max_size=8), values, max_size=8))
     def same(row):
         try:
-            expected = _json_canonical(row)
+            expected = _jsoncanonical_json(row)
         except UnicodeEncodeError:  # a lone surrogate: no row hash either way
             with pytest.raises(UnicodeEncodeError):
-                _canonical(row)
+                canonical_json(row)
             return
-        assert _canonical(row) == expected
+        assert canonical_json(row) == expected
 
     same()
     graph_like = {"id": "x", "charge": 0.0123, "duration": 61, "callerNumber": "+1 425 555 0100", "é": "ü😀",
                   "administrativeUnitInfos": [{"id": "au", "n": 1e-7}], "ctl": "\x00\x1f\x7f\u2028"}
-    assert _canonical(graph_like) == _json_canonical(graph_like)
+    assert canonical_json(graph_like) == _jsoncanonical_json(graph_like)

@@ -34,7 +34,7 @@ def plain_recomputation(rows, feed):
 
 def stored_summaries(settings):
     container = cosmos_client(settings).get_database_client(settings.cosmos_database) \
-        .get_container_client(settings.cosmos_summaries_container)
+        .get_container_client(settings.container("dailyUsage"))
     return list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
 
 

@@ -3,8 +3,12 @@ import datetime as dt
 
 import pytest
 
-from shared.stores.calls import RowError, _batches, row_hash, strip_document, to_document
-from shared.collect.windows import canonical_instant, day_window, parse_instant, split, utc_day, yesterday
+from shared.stores.calls import sized_batches
+from shared.stores.rows import RowError, row_hash, to_document
+
+from .collecting import strip_document
+from shared.collect.windows import day_window, split
+from shared.instants import canonical_instant, parse_instant, yesterday
 
 UTC = dt.timezone.utc
 
@@ -41,7 +45,7 @@ def test_subwindows_tile_the_window_exactly():
 def test_graph_instants_with_seven_fractional_digits_and_offsets():
     assert parse_instant("2019-11-01T00:00:08.2589935Z") == dt.datetime(2019, 11, 1, 0, 0, 8, 258993, tzinfo=UTC)
     assert parse_instant("2019-11-01T01:00:00+02:00") == dt.datetime(2019, 10, 31, 23, tzinfo=UTC)
-    assert utc_day("2019-11-01T23:59:59.9999999Z") == "2019-11-01"
+    assert parse_instant("2019-11-01T23:59:59.9999999Z").date() == dt.date(2019, 11, 1)
     with pytest.raises(ValueError):
         parse_instant("yesterday")
 
@@ -62,7 +66,7 @@ ROW = {"id": "9c4984c7-6c3c-427d-a30c-bd0b2eacee90", "startDateTime": "2019-11-0
 
 
 def test_a_document_keeps_every_field_and_adds_the_derived_ones():
-    doc = to_document(ROW)
+    doc = to_document(ROW, "startDateTime")
     assert doc["day"] == "2019-11-01" and doc["rowHash"] == row_hash(ROW)
     assert doc["startUtc"] == "2019-11-01T00:00:08.2589935Z"
     assert strip_document({**doc, "_etag": "x", "_ts": 1}) == ROW
@@ -83,11 +87,11 @@ def test_the_hash_ignores_key_order_but_not_values():
 ])
 def test_rows_the_store_cannot_hold_are_refused_with_a_reason(row, message):
     with pytest.raises(RowError, match=message):
-        to_document(row)
+        to_document(row, "startDateTime")
 
 
 def test_batches_respect_the_operation_limit():
-    docs = [{"id": str(i), "pad": "x" * 10} for i in range(250)]
-    assert [len(b) for b in _batches(docs)] == [100, 100, 50]
-    big = [{"id": str(i), "pad": "x" * 300_000} for i in range(7)]
-    assert [len(b) for b in _batches(big)] == [3, 3, 1]
+    docs = [({"id": str(i)}, 30) for i in range(250)]
+    assert [len(b) for b in sized_batches(docs)] == [100, 100, 50]
+    big = [({"id": str(i)}, 300_030) for i in range(7)]
+    assert [len(b) for b in sized_batches(big)] == [3, 3, 1]

@@ -1,4 +1,5 @@
-"""Plain HTTP responses for the query routes: JSON, CSV, OData errors and gzip, without azure.functions.
+"""Plain HTTP for the routes: responses (JSON, CSV, gzip), the routes' error type, and the guard that turns
+every failure into a JSON error, without azure.functions.
 
 The blueprint turns a `Response` into an `azure.functions.HttpResponse`; everything here is testable alone.
 """
@@ -15,11 +16,12 @@ import orjson
 from isal import igzip
 
 from ..odata.errors import ODataError
+from ..stores.clients import unavailable
 
 log = logging.getLogger("http")
 GZIP_MIN_BYTES = 1024
 # ISA-L's gzip (the isal package, same format) at its level 1 compresses a 5,000-row page about 6x faster than
-# zlib's fastest level and a little smaller: on a large feed page the compression was a tenth of the answer.
+# zlib's fastest level and a little smaller: with zlib, compression is a tenth of a large feed page's time.
 GZIP_LEVEL = 1
 
 
@@ -32,6 +34,25 @@ class Response:
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "")
+
+
+class HttpError(Exception):
+    """A request the route refuses: the status, a short machine-readable code, a sentence for a person and the
+    parameter concerned. Answered in the same JSON error shape as the OData feed's, so clients parse one."""
+
+    def __init__(self, status: int, code: str, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.target = status, code, message, target
+
+    def to_body(self) -> dict:
+        error: dict = {"code": self.code, "message": self.message}
+        if self.target is not None:
+            error["target"] = self.target
+        return {"error": error}
+
+
+def bad_request(code: str, message: str, target: str | None = None) -> HttpError:
+    return HttpError(400, code, message, target)
 
 
 def dumps(obj) -> bytes:
@@ -52,12 +73,12 @@ def known_params(params: Mapping[str, str], allowed: set[str]) -> dict[str, str]
     """The request's parameters, trimmed; an unknown one is refused by name (`code` is the Functions key)."""
     unknown = sorted(set(params) - allowed - {"code"})
     if unknown:
-        raise ODataError(400, "UnknownParameter", f"unknown parameter(s): {', '.join(unknown)}; allowed: "
+        raise HttpError(400, "UnknownParameter", f"unknown parameter(s): {', '.join(unknown)}; allowed: "
                                                   f"{', '.join(sorted(allowed)) or 'none'}", unknown[0])
     return {k: v.strip() for k, v in params.items()}
 
 
-def error_response(error: ODataError) -> Response:
+def error_response(error: HttpError | ODataError) -> Response:
     """Every route answers client errors in the OData JSON error shape, so clients parse one format."""
     return json_response(error.to_body(), error.status)
 
@@ -115,16 +136,15 @@ def guarded(handler: Callable[[], Response], what: str) -> Response:
     its trace and answered 500 with no detail, so no stack trace ever reaches a client."""
     try:
         return handler()
-    except ODataError as exc:
+    except (HttpError, ODataError) as exc:
         return error_response(exc)
     except Exception as exc:
-        status = getattr(exc, "status_code", None)
-        if status in (408, 429, 449, 503) or type(exc).__name__ in ("ServiceRequestError", "ServiceResponseError"):
+        if unavailable(exc):
             log.warning("%s: the store is unavailable (%s)", what, type(exc).__name__)
-            response = error_response(ODataError(503, "StoreUnavailable",
-                                                 "the data store is busy or unreachable; try again shortly"))
+            response = error_response(HttpError(503, "StoreUnavailable",
+                                                "the data store is busy or unreachable; try again shortly"))
             response.headers["Retry-After"] = "10"
             return response
         log.exception("%s failed", what)
-        return error_response(ODataError(500, "InternalError", "the request failed on the server; the error is "
-                                                               "in the app's logs"))
+        return error_response(HttpError(500, "InternalError", "the request failed on the server; the error is "
+                                                              "in the app's logs"))

@@ -5,12 +5,12 @@ import datetime as dt
 from typing import Mapping
 
 from .dashboard import render
+from ..collect.replay import ReplayError
 from ..config.feeds import FEEDS
-from ..odata.errors import bad_request
 from ..config.settings import Settings
 from .status import DEFAULT_DAYS, build_status
-from .http import Response, json_response, known_params
-from ..collect.windows import yesterday
+from .http import Response, bad_request, json_response, known_params
+from ..instants import yesterday
 
 MAX_BACKFILL_DAYS = 366
 
@@ -83,8 +83,6 @@ def replay(params: Mapping[str, str], settings: Settings, collector) -> Response
     p = known_params(params, {"feed", "day"})
     feed = FEEDS[_feeds(p, settings, many=False)[0]]
     day = _date(p, "day")
-    from ..collect.replay import ReplayError
-
     try:
         report = collector.replay(feed, day)
     except ReplayError as exc:

@@ -7,6 +7,8 @@ refused, or its value could be recovered one `startswith` at a time.
 """
 from __future__ import annotations
 
+from ..odata.nodes import And, Compare, In, Not, Or, StringFunction
+
 PHONE_FIELDS = frozenset({"calleeNumber", "callerNumber"})
 IP_FIELDS = frozenset({"clientLocalIpV4Address", "clientLocalIpV6Address", "clientPublicIpV4Address",
                        "clientPublicIpV6Address"})
@@ -42,8 +44,6 @@ def mask_row(row: dict) -> dict:
 
 def filtered_properties(node) -> set[str]:
     """Every property a parsed $filter tree reads."""
-    from ..odata.nodes import And, Compare, In, Not, Or, StringFunction
-
     found: set[str] = set()
     stack = [node] if node is not None else []
     while stack:

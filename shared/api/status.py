@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+from croniter import croniter
+
 from ..config.feeds import enabled_feeds
 from ..stores.ledger import Ledger
 from ..config.settings import Settings
-from ..collect.windows import days_between, yesterday
+from ..instants import days_between, format_instant, yesterday
 
 DEFAULT_DAYS = 90
 
 
 def next_run(schedule: str, now: dt.datetime) -> str | None:
     """The next time the NCRONTAB schedule fires after `now` (UTC), or None if it is a %SETTING% expression."""
-    from croniter import croniter
-
     if not croniter.is_valid(schedule, second_at_beginning=True):
         return None
     following = croniter(schedule, now.astimezone(dt.timezone.utc), second_at_beginning=True).get_next(dt.datetime)
@@ -29,7 +29,8 @@ def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = N
     feeds = {}
     for feed in enabled_feeds(settings):
         states = ledger.day_states(feed.name)
-        coverage_start = _coverage_start(ledger, feed.name, settings.coverage_start, last_day + dt.timedelta(days=1))
+        coverage_start = ledger.planned_coverage_start(feed.name, settings.coverage_start,
+                                                        last_day + dt.timedelta(days=1))
         first = max(coverage_start, window_start)
         runs = ledger.runs(feed.name, since=(window_start - dt.timedelta(days=1)).isoformat())
         day_rows, gaps, failed = [], [], []
@@ -62,29 +63,12 @@ def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = N
             "backfills": [_backfill_summary(b) for b in ledger.backfills(feed.name)][-20:],
         }
     return {
-        "generatedAt": now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "generatedAt": format_instant(now),
         "healthy": all(not f["failed"] and not f["gaps"] for f in feeds.values()),
         "nextRun": next_run(settings.collect_schedule, now),
         "feeds": feeds,
         "settings": settings.masked(),
     }
-
-
-def _coverage_start(ledger: Ledger, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
-    """The coverage start as Ledger.coverage_start gives it, without its side effect: before a feed's first run
-    that method fixes the start by writing the feed's `meta` document, and a read route must never write (found
-    by tests/test_fuzz_http.py: GET /api/status fixed the start on the day someone looked, not on the first run).
-    Without the document yet, show the start the first run would fix today."""
-    from azure.cosmos.exceptions import CosmosResourceNotFoundError
-
-    from ..stores.ledger import FIRST_RUN_LOOKBACK_DAYS
-
-    if configured:
-        return configured
-    try:
-        return dt.date.fromisoformat(ledger.container.read_item("meta", partition_key=feed)["coverageStart"])
-    except CosmosResourceNotFoundError:
-        return today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS)
 
 
 def _run_summary(run: dict | None) -> dict | None:

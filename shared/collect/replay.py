@@ -10,10 +10,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from ..stores.archive import Archive
 from ..config.feeds import Feed
 from ..graph.paging import parse_page
-from ..stores.calls import CallStore, DayWriter
+from ..stores import Stores
+from ..stores.calls import DayWriter
 
 log = logging.getLogger("replay")
 
@@ -40,13 +40,13 @@ class ReplayReport:
                 "daysWritten": self.days_written}
 
 
-def replay_day(feed: Feed, day: dt.date, api_version: str, archive: Archive, store: CallStore, pool,
-               concurrency: int) -> ReplayReport:
+def replay_day(feed: Feed, day: dt.date, api_version: str, stores: Stores, pool, concurrency: int) -> ReplayReport:
+    archive = stores.archive
     manifests = archive.manifests(feed.name, api_version, day)
     if not manifests:
         raise ReplayError(f"nothing archived for {feed.name} {day} (API version {api_version}): collect it instead")
     report = ReplayReport(feed.name, day.isoformat())
-    writer = DayWriter(store, pool, 2 * concurrency)
+    writer = DayWriter(stores.calls[feed.name], pool, 2 * concurrency)
     for manifest in manifests:
         report.runs.append(manifest["runId"])
         for page in manifest["pages"]:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-FEED_NAMES = ("pstn", "directRouting")
+from .feeds import FEEDS, container_tables
+
 CREDENTIAL_MODES = ("managed_identity", "client_secret", "certificate", "default", "static_token")
 
 
@@ -30,9 +32,8 @@ class Spec:
     secret: bool = False
 
 
-# The one list of settings. The example file, the README table and the infra contract test are checked
-# against it, so adding a setting here without documenting it fails the tests.
-SPECS: tuple[Spec, ...] = (
+# The settings of the app but those that come from the feed table (see specs()).
+_SPECS: tuple[Spec, ...] = (
     Spec("GRAPH_ENDPOINT", "https://graph.microsoft.com",
          "Graph base URL: national clouds (https://graph.microsoft.us, https://dod-graph.microsoft.us) or a local simulator."),
     Spec("GRAPH_API_VERSION", "v1.0", "Graph API version: v1.0 or beta (beta rows carry more fields)."),
@@ -57,16 +58,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("COSMOS_KEY", None, "Cosmos DB account key; unset means Entra ID (managed identity), the recommended way.",
          secret=True),
     Spec("COSMOS_DATABASE", "teamscalls", "Cosmos DB database name."),
-    Spec("COSMOS_PSTN_CONTAINER", "pstnCalls", "Container of PSTN call rows (partition key /day)."),
-    Spec("COSMOS_DIRECT_ROUTING_CONTAINER", "directRoutingCalls", "Container of Direct Routing call rows (partition key /day)."),
     Spec("COSMOS_RUNS_CONTAINER", "runs", "Container of the run ledger and leases (partition key /pk)."),
-    Spec("COSMOS_SUMMARIES_CONTAINER", "dailyUsage", "Container of daily usage summaries (partition key /day)."),
     Spec("STORAGE_CONNECTION_STRING", None,
          "Blob storage connection string (local Azurite); set this or STORAGE_ACCOUNT_URL.", secret=True),
     Spec("STORAGE_ACCOUNT_URL", None,
          "Blob service URL, e.g. https://ACCOUNT.blob.core.windows.net, reached with the managed identity."),
     Spec("ARCHIVE_CONTAINER", "callrecords-raw", "Blob container of the raw Graph pages and run manifests."),
-    Spec("FEEDS", "pstn,directRouting", "Feeds to collect, comma separated: pstn, directRouting."),
+    Spec("FEEDS", None, ""),  # default and meaning from the feed table, see specs()
     Spec("TIME_ZONE", "UTC", "IANA time zone whose calendar day is 'a day' (e.g. Europe/Berlin)."),
     Spec("COVERAGE_START", None, "First day (YYYY-MM-DD) that must be collected; unset: 30 days before the first run."),
     Spec("RESCAN_DAYS", "3", "Recent days collected again on every run, to pick up rows Graph publishes late."),
@@ -86,7 +84,31 @@ SPECS: tuple[Spec, ...] = (
     Spec("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
          "Authorization=AAD (with ClientId=...) to send telemetry with the managed identity instead of a key."),
 )
-SPEC_BY_NAME = {s.name: s for s in SPECS}
+
+
+def specs() -> tuple[Spec, ...]:
+    """The one list of settings, in documentation order: each feed's and derived table's container setting
+    follows COSMOS_DATABASE, and FEEDS lists the feeds of the table. The example file, the README table and
+    the infra contract test are checked against it, so a setting added without documenting it fails the tests.
+    Read from the feed table when called, so a feed added there has its setting at once."""
+    out = []
+    for spec in _SPECS:
+        if spec.name == "FEEDS":
+            names = ", ".join(FEEDS)
+            default = ",".join(f.name for f in FEEDS.values() if f.enabled_by_default)
+            spec = Spec("FEEDS", default, f"Feeds to collect, comma separated: {names}.")
+        out.append(spec)
+        if spec.name == "COSMOS_DATABASE":
+            out += [Spec(t.container_setting, t.container_default, f"Container of {t.title} (partition key /day).")
+                    for t in container_tables()]
+    return tuple(out)
+
+
+def spec(name: str) -> Spec:
+    for candidate in specs():
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no setting {name}")
 
 
 @dataclass(frozen=True)
@@ -107,10 +129,8 @@ class Settings:
     cosmos_endpoint: str
     cosmos_key: str | None
     cosmos_database: str
-    cosmos_pstn_container: str
-    cosmos_direct_routing_container: str
     cosmos_runs_container: str
-    cosmos_summaries_container: str
+    containers: tuple[tuple[str, str], ...]  # (feed or derived table, its container), from the feed table
     storage_connection_string: str | None
     storage_account_url: str | None
     archive_container: str
@@ -127,12 +147,20 @@ class Settings:
     applicationinsights_connection_string: str | None
     applicationinsights_authentication_string: str | None
 
+    def container(self, table: str) -> str:
+        """The Cosmos container of a feed or derived table (its name in the feed table)."""
+        for name, container in self.containers:
+            if name == table:
+                return container
+        raise KeyError(f"no container for {table!r}; the tables are {', '.join(n for n, _ in self.containers)}")
+
     def masked(self) -> dict[str, object]:
         """The settings in force, secrets replaced, safe to log or show on a status page."""
+        held = dict(self.containers)
+        by_setting = {t.container_setting: held[t.name] for t in container_tables() if t.name in held}
         out: dict[str, object] = {}
-        for f in fields(self):
-            spec = SPEC_BY_NAME[f.name.upper()]
-            value = getattr(self, f.name)
+        for spec in specs():
+            value = by_setting[spec.name] if spec.name in by_setting else getattr(self, spec.name.lower(), None)
             if spec.secret and value:
                 value = "***"
             elif isinstance(value, dt.date):
@@ -190,8 +218,6 @@ def _cron(name: str, value: str) -> str:
 def apply_local_settings_file(path: str = "local.settings.json") -> None:
     """Copy a local.settings.json file's "Values" into the environment, as `func start` does: variables already
     set win. Only for running outside Azure (make run, the command line)."""
-    import json
-
     if not os.path.exists(path):
         return
     try:
@@ -206,10 +232,12 @@ def apply_local_settings_file(path: str = "local.settings.json") -> None:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
+    defaults = {s.name: s.default for s in specs()}
+
     def raw(name: str) -> str | None:
         value = env.get(name)
         if value is None or value.strip() == "":
-            return SPEC_BY_NAME[name].default
+            return defaults[name]
         return value.strip()
 
     def required(name: str, why: str = "") -> str:
@@ -254,9 +282,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("STORAGE_CONNECTION_STRING does not look like a connection string (Key=Value;...)")
 
     feeds = tuple(f.strip() for f in required("FEEDS").split(",") if f.strip())
-    bad = [f for f in feeds if f not in FEED_NAMES]
+    bad = [f for f in feeds if f not in FEEDS]
     if bad or not feeds:
-        raise SettingsError(f"FEEDS must list one or more of {', '.join(FEED_NAMES)}, got {raw('FEEDS')!r}")
+        raise SettingsError(f"FEEDS must list one or more of {', '.join(FEEDS)}, got {raw('FEEDS')!r}")
 
     time_zone = required("TIME_ZONE")
     try:
@@ -270,8 +298,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         raise SettingsError(f"COVERAGE_START must be a date YYYY-MM-DD, got {coverage_start!r}") from None
 
-    for name in ("COSMOS_DATABASE", "COSMOS_PSTN_CONTAINER", "COSMOS_DIRECT_ROUTING_CONTAINER",
-                 "COSMOS_RUNS_CONTAINER", "COSMOS_SUMMARIES_CONTAINER", "ARCHIVE_CONTAINER"):
+    tables = container_tables()
+    for name in ("COSMOS_DATABASE", "COSMOS_RUNS_CONTAINER", *(t.container_setting for t in tables),
+                 "ARCHIVE_CONTAINER"):
         value = required(name)
         if any(c in value for c in "/\\#? "):
             raise SettingsError(f"{name} must not contain '/', '\\', '#', '?' or spaces, got {value!r}")
@@ -294,10 +323,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cosmos_endpoint=cosmos_endpoint,
         cosmos_key=raw("COSMOS_KEY"),
         cosmos_database=required("COSMOS_DATABASE"),
-        cosmos_pstn_container=required("COSMOS_PSTN_CONTAINER"),
-        cosmos_direct_routing_container=required("COSMOS_DIRECT_ROUTING_CONTAINER"),
         cosmos_runs_container=required("COSMOS_RUNS_CONTAINER"),
-        cosmos_summaries_container=required("COSMOS_SUMMARIES_CONTAINER"),
+        containers=tuple((t.name, required(t.container_setting)) for t in tables),
         storage_connection_string=conn,
         storage_account_url=account_url,
         archive_container=_container_name("ARCHIVE_CONTAINER", required("ARCHIVE_CONTAINER")),

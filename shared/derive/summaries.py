@@ -1,6 +1,6 @@
 """Daily usage summaries: per UTC day, feed, user, callType, destinationContext and currency, the number of calls,
-minutes, charge and connection charge. Recomputed from the stored rows of a day whenever a collection writes
-to that day, so a summary always equals a plain recomputation from the rows.
+minutes, charge and connection charge. Recomputed from the stored rows of a day whenever a collection or a
+replay writes to that day, so a summary always equals a plain recomputation from the rows.
 """
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 from decimal import Decimal
 from typing import Iterable
 
-from ..stores.calls import BATCH_OPERATIONS
+from ..config.feeds import Feed
+
 
 KEY_FIELDS = ("userId", "userPrincipalName", "callType", "destinationContext", "currency")
 ROW_FIELDS = KEY_FIELDS + ("userDisplayName", "duration", "charge", "connectionCharge")
@@ -49,28 +50,11 @@ def summarize(feed: str, day: str, rows: Iterable[dict]) -> list[dict]:
     return sorted(out, key=lambda d: d["id"])
 
 
-class SummaryStore:
-    """Summaries container (partition key /day), shared by both feeds."""
-
-    def __init__(self, container_client):
-        self.container = container_client
-
-    def recompute(self, feed: str, day: str, call_container) -> int:
-        """Rebuild one feed's summaries of a UTC day from its stored rows; returns how many there are now."""
-        fields = ", ".join(f"c.{name}" for name in ROW_FIELDS)
-        rows = call_container.query_items(f"SELECT {fields} FROM c WHERE c.day = @day",
-                                          parameters=[{"name": "@day", "value": day}], partition_key=day,
-                                          max_item_count=1000)  # pages of 1,000: bounded memory on big days
-        fresh = summarize(feed, day, rows)
-        stale = {d["id"] for d in self.for_day(day, feed)} - {d["id"] for d in fresh}
-        operations = [("upsert", (doc,)) for doc in fresh] + [("delete", (doc_id,)) for doc_id in sorted(stale)]
-        for i in range(0, len(operations), BATCH_OPERATIONS):
-            self.container.execute_item_batch(operations[i:i + BATCH_OPERATIONS], partition_key=day)
-        return len(fresh)
-
-    def for_day(self, day: str, feed: str | None = None) -> list[dict]:
-        query, params = "SELECT * FROM c WHERE c.day = @day", [{"name": "@day", "value": day}]
-        if feed:
-            query += " AND c.feed = @feed"
-            params.append({"name": "@feed", "value": feed})
-        return list(self.container.query_items(query, parameters=params, partition_key=day, max_item_count=1000))
+def refresh_summaries(stores, feed: Feed, utc_days: Iterable[str]) -> None:
+    """Recompute the derived tables the feed declares for the UTC days a collection or replay wrote to: an
+    unchanged re-scan writes no day, so it leaves their summaries (and RU) alone."""
+    if "dailyUsage" not in feed.summaries:
+        return
+    calls = stores.calls[feed.name]
+    for day in utc_days:
+        stores.summaries.replace_day(feed.name, day, summarize(feed.name, day, calls.rows_of_day(day, ROW_FIELDS)))

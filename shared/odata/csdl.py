@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from xml.etree import ElementTree as ET
 
-from .model import COMPLEX_TYPES, CONTAINER_NAME, DECIMAL, ENTITY_SETS, ENTITY_TYPES, NAMESPACE, Property
+from .model import COMPLEX_TYPES, CONTAINER_NAME, DECIMAL, ENTITY_TYPES, NAMESPACE, EntitySet, Property, entity_sets
 
 EDMX_NS = "http://docs.oasis-open.org/odata/ns/edmx"
 EDM_NS = "http://docs.oasis-open.org/odata/ns/edm"
@@ -24,9 +24,14 @@ def _property(parent: ET.Element, prop: Property) -> None:
         ET.SubElement(element, "Annotation", {"Term": COMPUTED_TERM, "Bool": "true"})
 
 
-@functools.lru_cache(maxsize=1)
 def metadata_xml() -> bytes:
     """The OData v4 CSDL document (UTF-8 XML), served at `$metadata` as application/xml."""
+    return _metadata_xml(tuple(ENTITY_TYPES.values()), tuple(entity_sets().values()))
+
+
+# Keyed by the model itself: built once per process, and again only if the feed table or the types change.
+@functools.lru_cache(maxsize=4)
+def _metadata_xml(entity_types: tuple, sets: tuple[EntitySet, ...]) -> bytes:
     # Prefixed names are written literally (no ElementTree namespace registry: no global state).
     root = ET.Element("edmx:Edmx", {"xmlns:edmx": EDMX_NS, "Version": "4.0"})
     reference = ET.SubElement(root, "edmx:Reference", {"Uri": CORE_VOCABULARY})
@@ -37,7 +42,7 @@ def metadata_xml() -> bytes:
         element = ET.SubElement(schema, "ComplexType", {"Name": complex_type.name})
         for prop in complex_type.properties:
             _property(element, prop)
-    for entity_type in ENTITY_TYPES:
+    for entity_type in entity_types:
         element = ET.SubElement(schema, "EntityType", {"Name": entity_type.name})
         key = ET.SubElement(element, "Key")
         for prop in entity_type.keys:
@@ -45,7 +50,7 @@ def metadata_xml() -> bytes:
         for prop in entity_type.properties:
             _property(element, prop)
     container = ET.SubElement(schema, "EntityContainer", {"Name": CONTAINER_NAME})
-    for entity_set in ENTITY_SETS.values():
+    for entity_set in sets:
         ET.SubElement(container, "EntitySet", {"Name": entity_set.name,
                                                "EntityType": entity_set.entity_type.qualified_name})
     ET.indent(root)
@@ -57,7 +62,7 @@ def service_document(base_url: str) -> dict:
     base = base_url.rstrip("/")
     return {
         "@odata.context": f"{base}/$metadata",
-        "value": [{"name": s.name, "kind": "EntitySet", "url": s.name} for s in ENTITY_SETS.values()],
+        "value": [{"name": s.name, "kind": "EntitySet", "url": s.name} for s in entity_sets().values()],
     }
 
 

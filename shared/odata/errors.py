@@ -3,9 +3,6 @@ from __future__ import annotations
 
 # Status codes used by the layer (the service turns an ODataError into a response with this status).
 BAD_REQUEST = 400
-NOT_FOUND = 404
-NOT_ACCEPTABLE = 406
-NOT_IMPLEMENTED = 501
 
 
 class ODataError(Exception):
@@ -35,7 +32,3 @@ class ODataError(Exception):
 
 def bad_request(code: str, message: str, target: str | None = None) -> ODataError:
     return ODataError(BAD_REQUEST, code, message, target)
-
-
-def not_implemented(message: str, target: str | None = None) -> ODataError:
-    return ODataError(NOT_IMPLEMENTED, "NotImplemented", message, target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 
-from .literals import canonical
+from ..instants import canonical_instant
 from .model import BOOLEAN, DATETIMEOFFSET, NUMERIC_TYPES, Property
 from .nodes import And, Compare, Constant, In, Literal, Node, Not, Or, PropertyOperand, StringFunction
 
@@ -50,7 +50,7 @@ def _typed(prop: Property, raw: object) -> object:
         return WRONG_TYPE
     if edm == DATETIMEOFFSET and not prop.canonical:
         try:
-            return canonical(raw)
+            return canonical_instant(raw)
         except (ValueError, OverflowError):
             return raw
     return raw

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 
-from shared.collect.windows import canonical_instant
+from ..instants import canonical_instant
 
 from .errors import ODataError
 from .nodes import DATE, DATETIMEOFFSET, DECIMAL, INT, Literal
@@ -48,18 +48,10 @@ def parse_number(text: str, pos: int) -> Literal:
     return Literal(DECIMAL, float(value), text)
 
 
-def canonical(text: str) -> str:
-    """shared.windows.canonical_instant, with the year always written with 4 digits (strftime writes year 1 as
-    '1' on Linux, which would break the string order of 0001-01-01, Graph's 'no failure' value)."""
-    value = canonical_instant(text)
-    year, rest = value.split("-", 1)
-    return f"{year.zfill(4)}-{rest}"
-
-
 def parse_datetime(text: str, pos: int, written: str | None = None) -> Literal:
     """A DateTimeOffset literal, as the canonical UTC string (7 fractional digits + Z). No zone means UTC."""
     try:
-        value = canonical(text)
+        value = canonical_instant(text)
     except (ValueError, OverflowError) as err:
         raise _invalid("DateTimeOffset", written or text, str(err) or "not a valid date and time", pos) from None
     return Literal(DATETIMEOFFSET, value, written or text)
@@ -76,4 +68,4 @@ def parse_date(text: str, pos: int) -> Literal:
 
 def date_as_instant(literal: Literal) -> Literal:
     """A Date literal compared with a DateTimeOffset property: midnight UTC of that day."""
-    return Literal(DATETIMEOFFSET, canonical(str(literal.value)), literal.text)
+    return Literal(DATETIMEOFFSET, canonical_instant(str(literal.value)), literal.text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..config.feeds import DERIVED, FEEDS
 from .errors import ODataError
 
 NAMESPACE = "TeamsCallLogs"
@@ -60,10 +61,6 @@ class Property:
         """The CSDL Type attribute: `Edm.String` or `Collection(TeamsCallLogs.AdministrativeUnitInfo)`."""
         return f"Collection({self.edm_type})" if self.collection else self.edm_type
 
-    @property
-    def is_complex(self) -> bool:
-        return not self.edm_type.startswith("Edm.")
-
 
 @dataclass(frozen=True)
 class ComplexType:
@@ -112,14 +109,16 @@ class EntityType:
 
 @dataclass(frozen=True)
 class EntitySet:
-    """An entity set, the feed (Cosmos container) it reads, its time property (the one whose range in $filter
-    is pushed down to the day partitions) and the properties $orderby accepts (first key and tiebreaks)."""
+    """An entity set, the feed or derived table it reads (its name in the feed table), its time property (the
+    one whose range in $filter is pushed down to the day partitions), the properties $orderby accepts (first
+    key and tiebreaks) and the stored field rows of a day are served in order of (then id)."""
     name: str
     entity_type: EntityType
     feed: str
     time_property: str
     orderable: tuple[str, ...]
     tiebreak: tuple[str, ...] = ("id",)
+    sort_path: str = "startUtc"
 
 
 def unknown_property(entity_type: EntityType, name: str, target: str | None = None) -> ODataError:
@@ -225,23 +224,32 @@ DAILY_USAGE = EntityType("DailyUsage", (
     _p("connectionCharge", DECIMAL),
 ))
 
-ENTITY_TYPES: tuple[EntityType, ...] = (PSTN_CALL, DIRECT_ROUTING_CALL, DAILY_USAGE)
+# The entity types by name, as the feed table refers to them.
+ENTITY_TYPES: dict[str, EntityType] = {t.name: t for t in (PSTN_CALL, DIRECT_ROUTING_CALL, DAILY_USAGE)}
 
-ENTITY_SETS: dict[str, EntitySet] = {
-    "PstnCalls": EntitySet("PstnCalls", PSTN_CALL, "pstn", "startDateTime", ("startDateTime",)),
-    "DirectRoutingCalls": EntitySet("DirectRoutingCalls", DIRECT_ROUTING_CALL, "directRouting", "startDateTime",
-                                    ("startDateTime",)),
-    "DailyUsage": EntitySet("DailyUsage", DAILY_USAGE, "dailyUsage", "day", ("day",)),
-}
+
+def entity_sets() -> dict[str, EntitySet]:
+    """The service's entity sets, from the feed table: one per feed, serving its rows ordered by its time
+    field (stored as startUtc), and one per derived table. Read from the tables when called, so a feed added
+    there is served at once."""
+    sets = {}
+    for feed in FEEDS.values():
+        sets[feed.entity_set] = EntitySet(feed.entity_set, ENTITY_TYPES[feed.entity_type], feed.name,
+                                          feed.time_field, (feed.time_field,))
+    for table in DERIVED.values():
+        sets[table.entity_set] = EntitySet(table.entity_set, ENTITY_TYPES[table.entity_type], table.name,
+                                           table.time_field, (table.time_field,), sort_path=table.sort_field)
+    return sets
 
 
 def entity_set(name: str) -> EntitySet:
     """The entity set called `name` (case-sensitive, as in OData URLs), or a 404."""
-    found = ENTITY_SETS.get(name)
+    sets = entity_sets()
+    found = sets.get(name)
     if found is None:
         shown = name if len(name) <= 80 else name[:77] + "..."
         raise ODataError(404, "NotFound", f"No entity set named '{shown}'; the service has "
-                         + ", ".join(ENTITY_SETS) + ".", name)
+                         + ", ".join(sets) + ".", name)
     return found
 
 

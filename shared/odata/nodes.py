@@ -27,7 +27,7 @@ CASE_FUNCTIONS = ("tolower", "toupper")
 @dataclass(frozen=True)
 class Literal:
     """A literal. `value` is: str for string (and for date, 'YYYY-MM-DD', and datetimeoffset, the canonical UTC
-    form with 7 fractional digits, see shared.windows.canonical_instant); int or float for numbers (the value
+    form with 7 fractional digits, see shared.instants.canonical_instant); int or float for numbers (the value
     sent as the Cosmos parameter: JSON numbers are doubles there); bool; None for null. `text` is what the
     client wrote (for messages only; never rendered into SQL)."""
     kind: str

@@ -109,8 +109,8 @@ def _orderby(entity: EntitySet, text: str) -> tuple[tuple[str, str], ...]:
             raise ODataError(501, "NotImplemented", f"Ordering {entity.name} by '{name}' is not supported; "
                              f"order by {supported} (asc or desc){tiebreak}.", "$orderby")
         if position > 0 and direction != result[0][1]:
-            # Rows are read in one direction (and indexed only as asc/asc and desc/desc): 'day asc,id desc' was
-            # answered with ids ascending, a wrong order (found by tests/test_fuzz_http.py). Refuse it instead.
+            # Rows are read in one direction (and indexed only as asc/asc and desc/desc): 'day asc,id desc' would
+            # come back with ids ascending, a wrong order. Refuse it instead.
             raise ODataError(501, "NotImplemented", f"$orderby '{_shown(text)}' mixes directions; a tiebreak is "
                              f"ordered like the first property: write '{name} {result[0][1]}'.", "$orderby")
         result.append((name, direction))

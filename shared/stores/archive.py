@@ -11,6 +11,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from azure.storage.blob import ContentSettings
+
 
 @dataclass
 class PageEntry:
@@ -57,30 +59,26 @@ class Archive:
     """Writes and reads the archive through an azure.storage.blob ContainerClient."""
 
     def __init__(self, container_client):
-        self.container = container_client
+        self._container = container_client
 
     def put_page(self, prefix: str, number: int, body: bytes, rejected: bool = False) -> tuple[str, str]:
         """Store one page; return (blob name, sha256). Names are unique per run, so nothing is overwritten."""
-        from azure.storage.blob import ContentSettings
-
         name = f"{prefix}page-{number:05d}{'.rejected' if rejected else ''}.json"
-        self.container.upload_blob(name, body, overwrite=False,
+        self._container.upload_blob(name, body, overwrite=False,
                                    content_settings=ContentSettings(content_type="application/json"))
         return name, hashlib.sha256(body).hexdigest()
 
     def put_manifest(self, prefix: str, manifest: Manifest) -> str:
-        from azure.storage.blob import ContentSettings
-
         name = f"{prefix}manifest.json"
-        self.container.upload_blob(name, manifest.to_json(), overwrite=True,
+        self._container.upload_blob(name, manifest.to_json(), overwrite=True,
                                    content_settings=ContentSettings(content_type="application/json"))
         return name
 
     def read(self, name: str) -> bytes:
-        return self.container.download_blob(name).readall()
+        return self._container.download_blob(name).readall()
 
     def manifests(self, feed: str, api_version: str, day: dt.date) -> list[dict]:
         """Every run manifest of a day, oldest run first (run ids sort by time)."""
-        names = sorted(b.name for b in self.container.list_blobs(name_starts_with=day_prefix(feed, api_version, day))
+        names = sorted(b.name for b in self._container.list_blobs(name_starts_with=day_prefix(feed, api_version, day))
                        if b.name.endswith("/manifest.json"))
         return [json.loads(self.read(n)) for n in names]

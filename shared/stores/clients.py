@@ -4,6 +4,11 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.cosmos import CosmosClient
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from urllib3.exceptions import InsecureRequestWarning
+
 from ..config.credentials import azure_credential
 from ..config.settings import Settings
 
@@ -12,9 +17,6 @@ from ..config.settings import Settings
 # Functions worker serves many requests.
 @lru_cache(maxsize=8)
 def cosmos_client(settings: Settings):
-    from azure.cosmos import CosmosClient
-    from urllib3.exceptions import InsecureRequestWarning
-
     # The local emulator serves a self-signed certificate; the SDK already skips verification for loopback
     # endpoints and would warn on every request.
     warnings.filterwarnings("ignore", category=InsecureRequestWarning)
@@ -25,12 +27,22 @@ def cosmos_client(settings: Settings):
 
 @lru_cache(maxsize=8)
 def blob_service(settings: Settings):
-    from azure.storage.blob import BlobServiceClient, ExponentialRetry
-
     # The SDK's default waits 15 s and more between tries: a storage outage would eat a run's whole budget one
     # page at a time. A few seconds of retries ride out a blip; a longer outage fails the day and stops the run
-    # (see collector.STORE_UNREACHABLE), and the next run collects what is missing.
+    # (see unreachable() below), and the next run collects what is missing.
     retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1)
     if settings.storage_connection_string:
         return BlobServiceClient.from_connection_string(settings.storage_connection_string, retry_policy=retry)
     return BlobServiceClient(settings.storage_account_url, credential=azure_credential(settings), retry_policy=retry)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Blob storage or Cosmos DB did not answer at all (refused, reset, timed out) after the SDK's retries:
+    every later request would fail the same way, so a run stops and a route answers 503."""
+    return isinstance(exc, (ServiceRequestError, ServiceResponseError))
+
+
+def unavailable(exc: BaseException) -> bool:
+    """A store that is unreachable, or answered that it is busy or unavailable (throttled, timed out):
+    worth a retry later, not an error of the request."""
+    return unreachable(exc) or getattr(exc, "status_code", None) in (408, 429, 449, 503)

@@ -12,8 +12,12 @@ import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from ..collect.day_shape import DayShape
-from ..collect.windows import days_between
+from azure.core import MatchConditions
+from azure.cosmos.exceptions import (CosmosAccessConditionFailedError, CosmosResourceExistsError,
+                                     CosmosResourceNotFoundError)
+
+from ..instants import days_between, now_iso
+from .rows import COSMOS_SYSTEM_FIELDS
 
 FIRST_RUN_LOOKBACK_DAYS = 30
 
@@ -48,7 +52,7 @@ class DayOutcome:
     windows: int = 1
     days_written: list[str] = field(default_factory=list)
     took_over_from: str | None = None      # a run that held this day's lease and stopped (crashed) before finishing
-    shape: dict | None = None              # rows per five minutes and page size (shared.day_shape), on success
+    shape: dict | None = None              # rows per five minutes and page size (collect/day_shape.py), on success
 
     def as_dict(self) -> dict:
         # The shape (about 300 numbers) is kept in the day's state only: run records, the command line's JSON
@@ -63,31 +67,35 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def _iso(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Ledger:
     def __init__(self, container_client, clock=lambda: dt.datetime.now(dt.timezone.utc)):
-        self.container = container_client
+        self._container = container_client
         self.clock = clock
 
     # --- coverage and the work list -------------------------------------------------------------------
     def coverage_start(self, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
-        """COVERAGE_START if set; else the day fixed on the feed's first run (30 days before it)."""
-        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+        """COVERAGE_START if set; else the day fixed on the feed's first run (30 days before it), fixing it
+        now if this is the first run. Only a collection calls this: a read must not fix the start."""
+        start = self.planned_coverage_start(feed, configured, today)
+        if not configured and self._fixed_coverage_start(feed) is None:
+            self._container.upsert_item({"id": "meta", "pk": feed, "coverageStart": start.isoformat()})
+        return start
 
+    def planned_coverage_start(self, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
+        """The coverage start without fixing it: what status shows before a feed's first run."""
         if configured:
             return configured
+        fixed = self._fixed_coverage_start(feed)
+        return fixed if fixed is not None else today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS)
+
+    def _fixed_coverage_start(self, feed: str) -> dt.date | None:
         try:
-            return dt.date.fromisoformat(self.container.read_item("meta", partition_key=feed)["coverageStart"])
+            return dt.date.fromisoformat(self._container.read_item("meta", partition_key=feed)["coverageStart"])
         except CosmosResourceNotFoundError:
-            start = today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS)
-            self.container.upsert_item({"id": "meta", "pk": feed, "coverageStart": start.isoformat()})
-            return start
+            return None
 
     def day_states(self, feed: str) -> dict[str, dict]:
-        items = self.container.query_items("SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'day'",
+        items = self._container.query_items("SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'day'",
                                            parameters=[{"name": "@feed", "value": feed}], partition_key=feed)
         return {item["day"]: item for item in items}
 
@@ -106,28 +114,24 @@ class Ledger:
     def acquire(self, feed: str, day: str, owner: str, seconds: float) -> LeaseResult:
         """Take the day's lease unless another live run holds it. The etag makes two racing runs see each
         other: only one replace (or create) wins."""
-        from azure.core import MatchConditions
-        from azure.cosmos.exceptions import (CosmosAccessConditionFailedError, CosmosResourceExistsError,
-                                             CosmosResourceNotFoundError)
-
         now = self.clock()
-        lease = {"owner": owner, "until": _iso(now + dt.timedelta(seconds=seconds))}
+        lease = {"owner": owner, "until": now_iso(now + dt.timedelta(seconds=seconds))}
         try:
-            state = self.container.read_item(f"day:{day}", partition_key=feed)
+            state = self._container.read_item(f"day:{day}", partition_key=feed)
         except CosmosResourceNotFoundError:
             try:
-                self.container.create_item({"id": f"day:{day}", "pk": feed, "kind": "day", "feed": feed,
+                self._container.create_item({"id": f"day:{day}", "pk": feed, "kind": "day", "feed": feed,
                                             "day": day, "status": "running", "lease": lease})
                 return LeaseResult(True)
             except CosmosResourceExistsError:
                 return LeaseResult(False)
         held = state.get("lease") or {}
-        if held.get("owner") not in (None, owner) and held.get("until", "") > _iso(now):
+        if held.get("owner") not in (None, owner) and held.get("until", "") > now_iso(now):
             return LeaseResult(False)
         lapsed = held.get("owner") if held.get("owner") not in (None, owner) else None
         state["lease"] = lease
         try:
-            self.container.replace_item(state["id"], state, etag=state["_etag"],
+            self._container.replace_item(state["id"], state, etag=state["_etag"],
                                         match_condition=MatchConditions.IfNotModified)
             return LeaseResult(True, lapsed)
         except CosmosAccessConditionFailedError:
@@ -135,44 +139,38 @@ class Ledger:
 
     def renew(self, feed: str, day: str, owner: str, seconds: float) -> bool:
         """Extend our own lease; False when the lease is no longer ours."""
-        from azure.core import MatchConditions
-        from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceNotFoundError
-
         try:
-            state = self.container.read_item(f"day:{day}", partition_key=feed)
+            state = self._container.read_item(f"day:{day}", partition_key=feed)
         except CosmosResourceNotFoundError:
             return False
         if (state.get("lease") or {}).get("owner") != owner:
             return False
-        state["lease"] = {"owner": owner, "until": _iso(self.clock() + dt.timedelta(seconds=seconds))}
+        state["lease"] = {"owner": owner, "until": now_iso(self.clock() + dt.timedelta(seconds=seconds))}
         try:
-            self.container.replace_item(state["id"], state, etag=state["_etag"],
+            self._container.replace_item(state["id"], state, etag=state["_etag"],
                                         match_condition=MatchConditions.IfNotModified)
             return True
         except CosmosAccessConditionFailedError:
             return False
 
     # --- outcomes -------------------------------------------------------------------------------------
-    def day_shape(self, feed: str, day: str) -> DayShape | None:
-        """The day's shape from its last successful run, if any: how a new run cuts it into windows."""
-        from azure.cosmos.exceptions import CosmosResourceNotFoundError
-
+    def day_shape(self, feed: str, day: str) -> dict | None:
+        """The shape its last successful run recorded for the day (collect/day_shape.py reads it), if any."""
         try:
-            state = self.container.read_item(f"day:{day}", partition_key=feed)
+            state = self._container.read_item(f"day:{day}", partition_key=feed)
         except CosmosResourceNotFoundError:
             return None
-        return DayShape.from_dict(state.get("shape"))
+        return state.get("shape")
 
     def record(self, outcome: DayOutcome) -> None:
         """Write the run's record and update the day's state, releasing the lease."""
         doc = {"id": f"run:{outcome.run_id}:{outcome.day}", "pk": outcome.feed, "kind": "run", **outcome.as_dict()}
-        self.container.upsert_item(doc)
+        self._container.upsert_item(doc)
         if outcome.outcome == "skipped":
             return
-        from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
         try:
-            state = self.container.read_item(f"day:{outcome.day}", partition_key=outcome.feed)
+            state = self._container.read_item(f"day:{outcome.day}", partition_key=outcome.feed)
         except CosmosResourceNotFoundError:
             state = {"id": f"day:{outcome.day}", "pk": outcome.feed, "kind": "day", "feed": outcome.feed,
                      "day": outcome.day}
@@ -186,23 +184,23 @@ class Ledger:
                           "lastError": None, "shape": outcome.shape})
         else:
             state["lastError"] = outcome.error
-        for system_field in ("_rid", "_self", "_etag", "_attachments", "_ts"):
+        for system_field in COSMOS_SYSTEM_FIELDS:
             state.pop(system_field, None)
-        self.container.upsert_item(state)
+        self._container.upsert_item(state)
 
     # --- backfill requests -----------------------------------------------------------------------------
     def request_backfill(self, feed: str, first: dt.date, last: dt.date, requested_by: str = "operator") -> dict:
         doc = {"id": f"backfill:{uuid.uuid4().hex[:12]}", "pk": feed, "kind": "backfill", "feed": feed,
                "from": first.isoformat(), "to": last.isoformat(), "status": "pending",
-               "requestedAt": _iso(self.clock()), "requestedBy": requested_by, "completedAt": None}
-        self.container.create_item(doc)
+               "requestedAt": now_iso(self.clock()), "requestedBy": requested_by, "completedAt": None}
+        self._container.create_item(doc)
         return doc
 
     def backfills(self, feed: str, pending_only: bool = False) -> list[dict]:
         query = "SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'backfill'"
         if pending_only:
             query += " AND c.status = 'pending'"
-        items = self.container.query_items(query, parameters=[{"name": "@feed", "value": feed}], partition_key=feed)
+        items = self._container.query_items(query, parameters=[{"name": "@feed", "value": feed}], partition_key=feed)
         return sorted(items, key=lambda b: b["requestedAt"])
 
     def settle_backfills(self, feed: str) -> list[dict]:
@@ -213,8 +211,8 @@ class Ledger:
             days = days_between(dt.date.fromisoformat(request["from"]), dt.date.fromisoformat(request["to"]))
             if all((states.get(d.isoformat(), {}).get("lastSuccessAt") or "") >= request["requestedAt"]
                    for d in days):
-                request.update({"status": "done", "completedAt": _iso(self.clock())})
-                self.container.upsert_item({k: v for k, v in request.items() if not k.startswith("_")})
+                request.update({"status": "done", "completedAt": now_iso(self.clock())})
+                self._container.upsert_item({k: v for k, v in request.items() if not k.startswith("_")})
                 done.append(request)
         return done
 
@@ -228,5 +226,5 @@ class Ledger:
         if since:
             query += " AND c.started >= @since"
             params.append({"name": "@since", "value": since})
-        items = list(self.container.query_items(query, parameters=params, partition_key=feed))
+        items = list(self._container.query_items(query, parameters=params, partition_key=feed))
         return sorted(items, key=lambda r: (r["started"], r["run_id"]))

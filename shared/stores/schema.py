@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from azure.core.exceptions import ResourceExistsError
+from azure.cosmos import PartitionKey
+
+from ..config.feeds import DERIVED, FEEDS
 from ..config.settings import Settings
+from .clients import blob_service, cosmos_client
 
 
 # Index only what queries filter or sort on: every indexed path costs RU on every write. Reads by day use the
@@ -16,7 +21,8 @@ CALL_PATHS = ("/day/?", "/startUtc/?", "/id/?", "/userPrincipalName/?", "/userId
 CALL_COMPOSITES = ((("/startUtc", "ascending"), ("/id", "ascending")),
                    (("/startUtc", "descending"), ("/id", "descending")))
 RUNS_PATHS = ("/pk/?", "/kind/?", "/day/?", "/started/?")
-SUMMARY_PATHS = ("/day/?", "/id/?", "/feed/?", "/userId/?", "/userPrincipalName/?", "/callType/?")
+# Each derived table indexes what its entity set filters on.
+DERIVED_PATHS = {"dailyUsage": ("/day/?", "/id/?", "/feed/?", "/userId/?", "/userPrincipalName/?", "/callType/?")}
 
 
 @dataclass(frozen=True)
@@ -38,22 +44,17 @@ class ContainerDef:
 
 
 def cosmos_containers(settings: Settings) -> list[ContainerDef]:
-    """Also the contract for infra/main.bicep, which must create the same containers (tests/test_infra.py)."""
-    return [
-        ContainerDef(settings.cosmos_pstn_container, "/day", CALL_PATHS, CALL_COMPOSITES),
-        ContainerDef(settings.cosmos_direct_routing_container, "/day", CALL_PATHS, CALL_COMPOSITES),
-        ContainerDef(settings.cosmos_runs_container, "/pk", RUNS_PATHS),
-        ContainerDef(settings.cosmos_summaries_container, "/day", SUMMARY_PATHS),
-    ]
+    """Every Cosmos container the app uses: one per feed and derived table of the feed table, and the ledger's.
+    Also the contract for infra/main.bicep, which must create the same containers (tests/test_infra.py)."""
+    feeds = [ContainerDef(settings.container(feed.name), "/day", CALL_PATHS, CALL_COMPOSITES)
+             for feed in FEEDS.values()]
+    derived = [ContainerDef(settings.container(table.name), "/day", DERIVED_PATHS[table.name])
+               for table in DERIVED.values()]
+    return [*feeds, ContainerDef(settings.cosmos_runs_container, "/pk", RUNS_PATHS), *derived]
 
 
 def ensure_stores(settings: Settings) -> None:
     """Create the database, containers and archive container if missing (needs key / connection-string auth)."""
-    from azure.core.exceptions import ResourceExistsError
-    from azure.cosmos import PartitionKey
-
-    from .clients import blob_service, cosmos_client
-
     database = cosmos_client(settings).create_database_if_not_exists(settings.cosmos_database)
     for container in cosmos_containers(settings):
         database.create_container_if_not_exists(container.name, PartitionKey(path=container.partition_key),
