@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import requests
 
 from shared.collect.run import run_days
-from shared.stores.clients import cosmos_client
-from shared.config.feeds import FEEDS
-from shared.graph.client import build_function_url
-from shared.config.settings import Settings
-from shared.stores.rows import to_document
 from shared.collect.windows import day_window
+from shared.config.feeds import FEEDS
+from shared.config.settings import Settings
+from shared.graph.client import build_function_url
+from shared.stores.clients import cosmos_client
+from shared.stores.rows import to_document
 
 from .common import DAY, BenchStack, timed
 

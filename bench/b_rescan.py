@@ -6,8 +6,8 @@ it) and by comparing every stored document's `_etag` before and after (a rewritt
 """
 from __future__ import annotations
 
-from shared.stores.clients import cosmos_client
 from shared.config.settings import Settings
+from shared.stores.clients import cosmos_client
 
 from .a_ingest import Collection, collect
 from .common import DAY

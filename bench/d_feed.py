@@ -26,11 +26,11 @@ from urllib.parse import urlencode
 
 import requests
 
-from shared.collect.run import run_days
-from shared.stores.clients import cosmos_client
-from shared.config.feeds import FEEDS
 from shared.api.odata_feed import MAX_PAGE_SIZE
+from shared.collect.run import run_days
+from shared.config.feeds import FEEDS
 from shared.config.settings import Settings
+from shared.stores.clients import cosmos_client
 
 from .common import DAY, ROOT, BenchStack, log
 

@@ -41,8 +41,8 @@ def main() -> int:
         return 1
     try:
         os.environ.update(stack.app_env())
-        from shared.stores.schema import ensure_stores
         from shared.config.settings import load_settings
+        from shared.stores.schema import ensure_stores
 
         try:
             settings = load_settings()
@@ -67,7 +67,6 @@ def main() -> int:
 
 def first_run(settings) -> list[str]:
     """Collect yesterday (every enabled feed) against the simulator, through the timer's code path."""
-    from shared.cli import summary
     from shared.collect.run import run_days
     from shared.config.feeds import enabled_feeds
     from shared.instants import yesterday
@@ -75,7 +74,7 @@ def first_run(settings) -> list[str]:
     day = yesterday(settings.time_zone)
     print(f"collecting {day} from the Graph simulator ...", flush=True)
     report = run_days(settings, enabled_feeds(settings), day, day)
-    return [summary(report),
+    return [report.summary(),
             f"rows are in Cosmos DB database '{settings.cosmos_database}', raw pages in Blob container "
             f"'{settings.archive_container}' under <feed>/{settings.graph_api_version}/{day:%Y/%m/%d}/<runId>/"]
 

@@ -27,7 +27,7 @@ param location string
 @description('Resource group name. Empty: rg-<environmentName>.')
 param resourceGroupName string = ''
 
-// ---- Collector settings (app settings; shared/settings.py validates them at start-up) -----------------------
+// ---- Collector settings (app settings; shared/config/settings.py validates them at start-up) -----------------------
 
 @description('NCRONTAB schedule of the collector, six fields, UTC (COLLECT_SCHEDULE). Default: daily at 03:30.')
 param collectSchedule string = '0 30 3 * * *'
@@ -151,8 +151,8 @@ var tags = {
 var functionAppName = 'func-${resourceToken}'
 var deploymentContainerName = 'app-package'
 
-// Cosmos DB database and containers. Names are the defaults of shared/settings.py; partition keys are those of
-// shared/schema.py (tests/test_infra.py checks both). Each container indexes only the paths its queries use.
+// Cosmos DB database and containers. Names are the defaults of shared/config/settings.py; partition keys are those of
+// shared/stores/schema.py (tests/test_infra.py checks both). Each container indexes only the paths its queries use.
 var cosmosDatabaseName = 'teamscalls'
 var pstnContainerName = 'pstnCalls'
 var directRoutingContainerName = 'directRoutingCalls'
@@ -240,7 +240,7 @@ var graphAppRoleIds = {
   'CallRecord-PstnCalls.Read.All': 'a2611786-80b3-417e-adaa-707d4261a5f0'
 }
 
-// Every setting the app reads (shared/settings.py SPECS) except the secret and local-only ones, which stay unset
+// Every setting the app reads (shared/config/settings.py specs()) except the secret and local-only ones, which stay unset
 // in Azure. The host's own settings (AzureWebJobsStorage__*, APPLICATIONINSIGHTS_*) are added by the module.
 var appSettings = {
   GRAPH_ENDPOINT: graphEndpoint

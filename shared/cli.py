@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"runId": report.run_id, "totals": report.totals(),
                           "days": [o.as_dict() for o in report.outcomes], "deferred": report.deferred}, indent=1))
     else:
-        print(summary(report))
+        print(report.summary())
     return 1 if report.failed else 0
 
 
@@ -172,13 +172,13 @@ def _backfill(settings, args) -> int:
         bar.close()
     for feed in feeds:
         ledger.settle_backfills(feed.name)
-    print(json.dumps(report.totals()) if args.json else summary(report))
+    print(json.dumps(report.totals()) if args.json else report.summary())
     return 1 if report.failed else 0
 
 
 def _replay(settings, args) -> int:
-    from .collect.run import build_collector
     from .collect.replay import ReplayError
+    from .collect.run import build_collector
 
     last = args.last or args.day
     if last < args.day:
@@ -208,20 +208,6 @@ def _replay(settings, args) -> int:
             print(f"replayed {r['feed']} {r['day']} from {len(r['runs'])} run(s): {r['pages']} pages, {r['rows']} rows "
                   f"({r['new']} new, {r['changed']} changed, {r['unchanged']} unchanged)")
     return 1 if failed else 0
-
-
-def summary(report) -> str:
-    t = report.totals()
-    lines = [f"run {report.run_id}: {t['days']} day(s), {t['rows']} rows in {t['pages']} pages "
-             f"({t['new']} new, {t['changed']} changed, {t['unchanged']} unchanged), {t['failed']} failed"]
-    for o in report.outcomes:
-        if o.outcome == "failed":
-            lines.append(f"  FAILED {o.feed} {o.day}: {o.error}")
-        elif o.outcome == "skipped":
-            lines.append(f"  skipped {o.feed} {o.day}: {o.error}")
-    if report.deferred:
-        lines.append(f"  {len(report.deferred)} day(s) left for the next run (time budget)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

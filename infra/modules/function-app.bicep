@@ -14,7 +14,7 @@ param deploymentContainerName string
 param applicationInsightsConnectionString string
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
-@description('The app\'s own settings (shared/settings.py); the host\'s are added here.')
+@description('The app\'s own settings (shared/config/settings.py); the host\'s are added here.')
 param appSettings object
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {

@@ -14,14 +14,14 @@ from typing import Callable, Mapping
 from urllib.parse import urlencode
 
 from ..config.feeds import DEFAULT_FEED, DERIVED, FEEDS
+from ..instants import canonical_instant
 from ..odata.model import entity_set
-from .privacy import mask_row
 from ..stores import Stores
 from ..stores.reader import PartitionedReader, QuerySpec, read_page
-from .tokens import TokenError, decode_token, encode_token, fingerprint
 from ..stores.rows import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
 from .http import Response, bad_request, csv_lines, json_response, known_params
-from ..instants import canonical_instant
+from .privacy import mask_row
+from .tokens import TokenError, decode_token, encode_token, fingerprint
 
 MAX_ROWS = 50_000
 MAX_DAYS = 366

@@ -4,13 +4,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Mapping
 
-from .dashboard import render
 from ..collect.replay import ReplayError
 from ..config.feeds import FEEDS
 from ..config.settings import Settings
-from .status import DEFAULT_DAYS, build_status
-from .http import Response, bad_request, json_response, known_params
 from ..instants import yesterday
+from .dashboard import render
+from .http import Response, bad_request, json_response, known_params
+from .status import DEFAULT_DAYS, build_status
 
 MAX_BACKFILL_DAYS = 366
 

@@ -6,9 +6,9 @@ import datetime as dt
 from croniter import croniter
 
 from ..config.feeds import enabled_feeds
-from ..stores.ledger import Ledger
 from ..config.settings import Settings
 from ..instants import days_between, format_instant, yesterday
+from ..stores.ledger import Ledger
 
 DEFAULT_DAYS = 90
 

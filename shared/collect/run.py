@@ -47,6 +47,20 @@ class RunReport:
                 "changed": sum(o.changed for o in done), "unchanged": sum(o.unchanged for o in done),
                 "deferred": len(self.deferred)}
 
+    def summary(self) -> str:
+        """The run in a few lines for a person: totals, then each failed or skipped day."""
+        t = self.totals()
+        lines = [f"run {self.run_id}: {t['days']} day(s), {t['rows']} rows in {t['pages']} pages "
+                 f"({t['new']} new, {t['changed']} changed, {t['unchanged']} unchanged), {t['failed']} failed"]
+        for o in self.outcomes:
+            if o.outcome == "failed":
+                lines.append(f"  FAILED {o.feed} {o.day}: {o.error}")
+            elif o.outcome == "skipped":
+                lines.append(f"  skipped {o.feed} {o.day}: {o.error}")
+        if self.deferred:
+            lines.append(f"  {len(self.deferred)} day(s) left for the next run (time budget)")
+        return "\n".join(lines)
+
 
 class Collector:
     """Everything a run needs, wired once: build it with `build_collector(settings)`, close it after."""

@@ -10,7 +10,6 @@ from typing import Iterable
 
 from ..config.feeds import Feed
 
-
 KEY_FIELDS = ("userId", "userPrincipalName", "callType", "destinationContext", "currency")
 ROW_FIELDS = KEY_FIELDS + ("userDisplayName", "duration", "charge", "connectionCharge")
 

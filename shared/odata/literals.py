@@ -5,7 +5,6 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 
 from ..instants import canonical_instant
-
 from .errors import ODataError
 from .nodes import DATE, DATETIMEOFFSET, DECIMAL, INT, Literal
 

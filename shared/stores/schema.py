@@ -14,7 +14,6 @@ from ..config.feeds import DERIVED, FEEDS
 from ..config.settings import Settings
 from .clients import blob_service, cosmos_client
 
-
 # Index only what queries filter or sort on: every indexed path costs RU on every write. Reads by day use the
 # partition key; the feed sorts by (startUtc, id) both ways, which Cosmos serves only from composite indexes.
 CALL_PATHS = ("/day/?", "/startUtc/?", "/id/?", "/userPrincipalName/?", "/userId/?", "/callType/?")
