@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlencode
 
 from ..config.feeds import DEFAULT_FEED, DERIVED, FEEDS
-from ..instants import canonical_instant
+from ..instants import canonical_instant, format_instant
 from ..odata.model import entity_set
 from ..stores import Stores
 from ..stores.reader import PartitionedReader, QuerySpec, read_page
@@ -52,8 +52,7 @@ def _range(p: dict[str, str], now: dt.datetime) -> tuple[str, str]:
     if not p.get("from"):
         raise bad_request("MissingParameter", "from is required (a date such as 2026-05-01)", "from")
     lower = _instant("from", p["from"], end=False)
-    upper = _instant("to", p["to"], end=True) if p.get("to") else canonical_instant(
-        now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    upper = _instant("to", p["to"], end=True) if p.get("to") else canonical_instant(format_instant(now, "microseconds"))
     if upper <= lower:
         raise bad_request("InvalidRange", "to must be after from", "to")
     if (dt.date.fromisoformat(upper[:10]) - dt.date.fromisoformat(lower[:10])).days > MAX_DAYS:

@@ -18,7 +18,7 @@ def next_run(schedule: str, now: dt.datetime) -> str | None:
     if not croniter.is_valid(schedule, second_at_beginning=True):
         return None
     following = croniter(schedule, now.astimezone(dt.timezone.utc), second_at_beginning=True).get_next(dt.datetime)
-    return following.isoformat().replace("+00:00", "Z")
+    return format_instant(following)
 
 
 def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = None,

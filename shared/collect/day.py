@@ -99,9 +99,10 @@ class DayCollection:
                 self._counter = ShapeCounter(self.window)
                 self._fetch([self.window], 1)
             counts = self.writer.finish()
-            self.outcome.outcome = "succeeded"
-            self.outcome.new, self.outcome.changed, self.outcome.unchanged = counts.new, counts.changed, counts.unchanged
-            self.outcome.shape = self._counter.shape(format_instant(self.window.start)).as_dict()
+            outcome = self.outcome
+            outcome.outcome = "succeeded"
+            outcome.new, outcome.changed, outcome.unchanged = counts.new, counts.changed, counts.unchanged
+            outcome.shape = self._counter.shape(format_instant(self.window.start)).as_dict()
         except Exception as exc:
             self.outcome.error = describe(exc)
             try:

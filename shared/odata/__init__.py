@@ -20,6 +20,7 @@ from .time_range import TimeRange, time_range
 __all__ = [
     "ENTITY_TYPES", "NAMESPACE", "And", "Compare", "Constant", "EntitySet", "EntityType", "In", "Literal", "Node",
     "Not", "ODataError", "Or", "Property", "PropertyOperand", "QueryOptions", "StringFunction", "TimeRange",
-    "context_url", "entity_set", "entity_sets", "evaluate", "instant_spellings", "metadata_xml", "page_size_from_prefer",
+    "context_url", "entity_set", "entity_sets", "evaluate", "instant_spellings", "metadata_xml",
+    "page_size_from_prefer",
     "parse_filter", "parse_options", "service_document", "time_range", "to_sql",
 ]

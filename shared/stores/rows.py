@@ -8,16 +8,14 @@ unchanged need not be written again.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from typing import Iterable
 
 import orjson
 
-from ..instants import canonical_instant, parse_instant
+from ..instants import canonical_instant
 
 DERIVED_FIELDS = ("day", "startUtc", "rowHash")
 COSMOS_SYSTEM_FIELDS = ("_rid", "_self", "_etag", "_attachments", "_ts")
@@ -64,10 +62,6 @@ def _plain_floats(values: Iterable) -> bool:
     return True
 
 
-# Graph's own form of a DateTimeOffset (UTC, 7 fractional digits): already what `startUtc` stores.
-_CANONICAL_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", re.ASCII)
-
-
 @dataclass(frozen=True, slots=True)
 class Derived:
     """What the store adds to a row, and the size of its JSON for batching."""
@@ -88,12 +82,8 @@ def derive(row: dict, time_field: str) -> Derived:
         raise RowError(f"row has no usable id: {str(row_id)[:80]!r}")
     start = row.get(time_field)
     try:
-        if isinstance(start, str) and _CANONICAL_INSTANT.fullmatch(start):
-            # The common case, without the general parser: only the calendar and clock need checking.
-            dt.datetime.fromisoformat(start[:19])
-            day, start_utc = start[:10], start
-        else:
-            day, start_utc = parse_instant(start).date().isoformat(), canonical_instant(start)
+        start_utc = canonical_instant(start)
+        day = start_utc[:10]
     except (TypeError, ValueError, AttributeError):
         raise RowError(f"row {row_id} has no valid {time_field}: {str(start)[:40]!r}") from None
     clash = [f for f in DERIVED_FIELDS if f in row]
