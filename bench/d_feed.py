@@ -118,7 +118,7 @@ def read_store(settings: Settings, days: list[dt.date] = WEEK) -> int:
 
 
 def read_engine(settings: Settings, days: list[dt.date] = WEEK, batch: int = MAX_PAGE_SIZE + 1) -> int:
-    """The same rows through the feed's own store access (shared.query_engine: day by day, in startUtc order,
+    """The same rows through the feed's own store access (shared.stores.reader: day by day, in startUtc order,
     a page of rows and a look-ahead at a time), without HTTP, projection or JSON: what the feed's own work adds."""
     from shared.stores.reader import PartitionedReader, QuerySpec
 

@@ -103,7 +103,7 @@ def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
     from shared.collect.run import build_collector
 
     def run(stores, settings):
-        collector = build_collector(settings)
+        collector = build_collector(settings, stores=stores)
         try:
             return replay(dict(req.params), settings, collector)
         finally:

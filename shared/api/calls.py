@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Callable, Mapping
 from urllib.parse import urlencode
 
-from ..config.feeds import DEFAULT_FEED, DERIVED, FEEDS
+from ..config.feeds import DAILY_USAGE, DEFAULT_FEED, FEEDS
 from ..instants import canonical_instant, format_instant
 from ..odata.model import entity_set
 from ..stores import Stores
@@ -126,11 +126,11 @@ def usage(params: Mapping[str, str], stores: Stores, base_url: str,
         conditions.append("c.feed = @feed")
         sql_params.append({"name": "@feed", "value": _choice(p, "feed", tuple(FEEDS), DEFAULT_FEED)})
     spec = QuerySpec(" AND ".join(conditions), tuple(sql_params), first, last, sort_path="id")
-    columns = [prop.name for prop in entity_set(DERIVED["dailyUsage"].entity_set).entity_type.properties
+    columns = [prop.name for prop in entity_set(DAILY_USAGE.entity_set).entity_type.properties
                if prop.name != "id"]
     if first > last:
         return _render([], None, p, fmt, columns, base_url, "/usage")
-    return _answer(stores.reader("dailyUsage"), spec, p, fmt, columns, base_url, "/usage")
+    return _answer(stores.reader(DAILY_USAGE.name), spec, p, fmt, columns, base_url, "/usage")
 
 
 def _answer(reader: PartitionedReader, spec: QuerySpec, p: dict[str, str], fmt: str, columns: list[str],

@@ -16,7 +16,7 @@ import orjson
 from isal import igzip
 
 from ..odata.errors import ODataError
-from ..stores.clients import unavailable
+from ..stores.outages import unavailable
 
 log = logging.getLogger("http")
 GZIP_MIN_BYTES = 1024

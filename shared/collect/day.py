@@ -25,7 +25,7 @@ from ..instants import format_instant, now_iso, parse_instant
 from ..stores import Stores
 from ..stores.archive import Manifest, PageEntry, run_prefix
 from ..stores.calls import DayWriter
-from ..stores.clients import unreachable
+from ..stores.outages import unreachable
 from ..stores.ledger import DayOutcome
 from .day_shape import DayShape, ShapeCounter, plan
 from .windows import Window, day_window, split, utc_days
@@ -102,6 +102,7 @@ class DayCollection:
             outcome = self.outcome
             outcome.outcome = "succeeded"
             outcome.new, outcome.changed, outcome.unchanged = counts.new, counts.changed, counts.unchanged
+            outcome.windows = len(self.manifest.subwindows)
             outcome.shape = self._counter.shape(format_instant(self.window.start)).as_dict()
         except Exception as exc:
             self.outcome.error = describe(exc)
@@ -169,6 +170,7 @@ class DayCollection:
                 raise
             self._archived(number, upload.result())
             self.writer.write(pending)
+            del pending  # its rows, like the page's, must not wait here for the next page
             self._keep_lease()
             starts = [self._start(row) for row in rows]
             del rows
@@ -201,7 +203,6 @@ class DayCollection:
         outcome = self.outcome
         outcome.rows = sum(p.rows for p in self.manifest.pages)
         outcome.pages = len(self.manifest.pages)
-        outcome.windows = len(self.manifest.subwindows)
         outcome.retries = stats.retries
         outcome.throttled_seconds = round(stats.throttle_wait_seconds, 3)
         outcome.days_written = sorted(self.writer.days_written)

@@ -130,12 +130,12 @@ class Collector:
         return report
 
 
-def build_collector(settings: Settings, graph=None) -> Collector:
-    """A collector on the stores of these settings; `graph` replaces the Graph client (tests inject one with
-    their own sleep or credential)."""
+def build_collector(settings: Settings, graph=None, stores: Stores | None = None) -> Collector:
+    """A collector on the stores of these settings (or those given); `graph` replaces the Graph client (tests
+    inject one with their own sleep or credential)."""
     pin_mmap_threshold()  # page bodies go back to the system when freed (see collect/heap.py)
     graph = graph or GraphClient(settings, graph_credential(settings))
-    return Collector(settings, graph, open_stores(settings))
+    return Collector(settings, graph, stores or open_stores(settings))
 
 
 def scheduled_work(settings: Settings, ledger, now: dt.datetime | None = None) -> list[tuple[Feed, dt.date]]:

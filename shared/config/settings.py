@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .feeds import FEEDS, container_tables
+from .feeds import DERIVED, FEEDS, container_tables
 
 CREDENTIAL_MODES = ("managed_identity", "client_secret", "certificate", "default", "static_token")
 
@@ -32,7 +32,7 @@ class Spec:
     secret: bool = False
 
 
-# The settings of the app but those that come from the feed table (see specs()).
+# The settings of the app but those the feed table declares (see specs()).
 _SPECS: tuple[Spec, ...] = (
     Spec("GRAPH_ENDPOINT", "https://graph.microsoft.com",
          "Graph base URL: national clouds (https://graph.microsoft.us, https://dod-graph.microsoft.us) or a local simulator."),
@@ -64,7 +64,6 @@ _SPECS: tuple[Spec, ...] = (
     Spec("STORAGE_ACCOUNT_URL", None,
          "Blob service URL, e.g. https://ACCOUNT.blob.core.windows.net, reached with the managed identity."),
     Spec("ARCHIVE_CONTAINER", "callrecords-raw", "Blob container of the raw Graph pages and run manifests."),
-    Spec("FEEDS", None, ""),  # default and meaning from the feed table, see specs()
     Spec("TIME_ZONE", "UTC", "IANA time zone whose calendar day is 'a day' (e.g. Europe/Berlin)."),
     Spec("COVERAGE_START", None, "First day (YYYY-MM-DD) that must be collected; unset: 30 days before the first run."),
     Spec("RESCAN_DAYS", "3", "Recent days collected again on every run, to pick up rows Graph publishes late."),
@@ -87,28 +86,25 @@ _SPECS: tuple[Spec, ...] = (
 
 
 def specs() -> tuple[Spec, ...]:
-    """The one list of settings, in documentation order: each feed's and derived table's container setting
-    follows COSMOS_DATABASE, and FEEDS lists the feeds of the table. The example file, the README table and
-    the infra contract test are checked against it, so a setting added without documenting it fails the tests.
-    Read from the feed table when called, so a feed added there has its setting at once."""
+    """The one list of settings, in documentation order: each feed's container setting follows
+    COSMOS_DATABASE, each derived table's follows COSMOS_RUNS_CONTAINER, and FEEDS (after ARCHIVE_CONTAINER)
+    lists the feeds of the table. The example file, the README table and the infra contract test are checked
+    against it, so a setting added without documenting it fails the tests. Read from the feed table when
+    called, so a feed added there has its setting at once."""
+    def container(table) -> Spec:
+        return Spec(table.container_setting, table.container_default,
+                    f"Container of {table.title} (partition key /day).")
+
+    after = {
+        "COSMOS_DATABASE": [container(feed) for feed in FEEDS.values()],
+        "COSMOS_RUNS_CONTAINER": [container(table) for table in DERIVED.values()],
+        "ARCHIVE_CONTAINER": [Spec("FEEDS", ",".join(f.name for f in FEEDS.values() if f.enabled_by_default),
+                                   f"Feeds to collect, comma separated: {', '.join(FEEDS)}.")],
+    }
     out = []
     for spec in _SPECS:
-        if spec.name == "FEEDS":
-            names = ", ".join(FEEDS)
-            default = ",".join(f.name for f in FEEDS.values() if f.enabled_by_default)
-            spec = Spec("FEEDS", default, f"Feeds to collect, comma separated: {names}.")
-        out.append(spec)
-        if spec.name == "COSMOS_DATABASE":
-            out += [Spec(t.container_setting, t.container_default, f"Container of {t.title} (partition key /day).")
-                    for t in container_tables()]
+        out += [spec, *after.get(spec.name, ())]
     return tuple(out)
-
-
-def spec(name: str) -> Spec:
-    for candidate in specs():
-        if candidate.name == name:
-            return candidate
-    raise KeyError(f"no setting {name}")
 
 
 @dataclass(frozen=True)
@@ -299,8 +295,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"COVERAGE_START must be a date YYYY-MM-DD, got {coverage_start!r}") from None
 
     tables = container_tables()
-    for name in ("COSMOS_DATABASE", "COSMOS_RUNS_CONTAINER", *(t.container_setting for t in tables),
-                 "ARCHIVE_CONTAINER"):
+    for name in ("COSMOS_DATABASE", *(f.container_setting for f in FEEDS.values()), "COSMOS_RUNS_CONTAINER",
+                 *(t.container_setting for t in DERIVED.values()), "ARCHIVE_CONTAINER"):
         value = required(name)
         if any(c in value for c in "/\\#? "):
             raise SettingsError(f"{name} must not contain '/', '\\', '#', '?' or spaces, got {value!r}")

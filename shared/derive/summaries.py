@@ -8,7 +8,7 @@ import hashlib
 from decimal import Decimal
 from typing import Iterable
 
-from ..config.feeds import Feed
+from ..config.feeds import DAILY_USAGE, Feed
 
 KEY_FIELDS = ("userId", "userPrincipalName", "callType", "destinationContext", "currency")
 ROW_FIELDS = KEY_FIELDS + ("userDisplayName", "duration", "charge", "connectionCharge")
@@ -52,7 +52,7 @@ def summarize(feed: str, day: str, rows: Iterable[dict]) -> list[dict]:
 def refresh_summaries(stores, feed: Feed, utc_days: Iterable[str]) -> None:
     """Recompute the derived tables the feed declares for the UTC days a collection or replay wrote to: an
     unchanged re-scan writes no day, so it leaves their summaries (and RU) alone."""
-    if "dailyUsage" not in feed.summaries:
+    if DAILY_USAGE.name not in feed.summaries:
         return
     calls = stores.calls[feed.name]
     for day in utc_days:

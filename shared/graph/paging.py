@@ -90,9 +90,8 @@ class LoopGuard:
     from here" (the project's simulator models it that way), so it is followed again, but at most
     MAX_EMPTY_REVISITS times per window before it too counts as a loop.
 
-    An object, not a few lines in the pages generator: it remembers across the whole window, while the client
-    reads each page in a call of its own so that the page's body and rows go when that call returns. One guard
-    handed to each call reads better than three loose sets and counters.
+    An object because it remembers across the whole window, while the client reads each page in a call of its
+    own (so that the page's body and rows go when that call returns).
     """
 
     def __init__(self, start_url: str):

@@ -6,17 +6,19 @@
     stores.summaries              # SummaryStore: the derived daily usage documents
     stores.archive                # Archive: raw Graph pages and run manifests in Blob storage
     stores.reader("pstn")         # PartitionedReader of a feed's or derived table's rows, for the query routes
-    stores.check()                # {"cosmos": "ok", "blob": "ok"} or what failed, for /api/health
+    stores.check()                # {"cosmos": None, "blob": None}, or the exception a store raised
 
-Every part of the app (the collector, each route, the command line, status and health) gets its containers
-here, and only here: which container holds what comes from the feed table and the settings.
+The collector, every route, the command line, status and health get their containers here: which container
+holds what comes from the feed table and the settings. (schema.ensure_stores creates the same containers
+where keys allow it, locally; in Azure the Bicep does.) Each part is built when first used, so a route that
+reads Cosmos DB does not fail because of a Blob setting, and the health check can report each store apart.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
-from ..config.feeds import FEEDS
+from ..config.feeds import DAILY_USAGE, FEEDS
 from ..config.settings import Settings
 from .archive import Archive
 from .calls import CallStore
@@ -26,24 +28,36 @@ from .reader import PartitionedReader, ReadLog
 from .summaries import SummaryStore
 
 
-@dataclass(frozen=True)
 class Stores:
-    calls: Mapping[str, CallStore]
-    ledger: Ledger
-    summaries: SummaryStore
-    archive: Archive
-    _database: object
-    _blob_container: object
-    _tables: Mapping[str, str]  # feed or derived table -> its container name
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    @cached_property
+    def calls(self) -> Mapping[str, CallStore]:
+        return {name: CallStore(feed, self._container(name)) for name, feed in FEEDS.items()}
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self._database.get_container_client(self._settings.cosmos_runs_container))
+
+    @cached_property
+    def summaries(self) -> SummaryStore:
+        return SummaryStore(self._container(DAILY_USAGE.name))
+
+    @cached_property
+    def archive(self) -> Archive:
+        return Archive(self._blob_container())
 
     def reader(self, table: str, log: ReadLog | None = None) -> PartitionedReader:
         """Ordered, partition-by-partition reads of a feed's or derived table's rows."""
-        return PartitionedReader(self._database.get_container_client(self._tables[table]), log)
+        return PartitionedReader(self._container(table), log)
 
     def check(self) -> dict[str, Exception | None]:
-        """Whether each store answers: None, or the exception it raised (the caller decides what to show)."""
+        """Whether each store answers: None, or the exception it raised (building its client included)."""
+        probes = (("cosmos", lambda: self._database.read()),
+                  ("blob", lambda: self._blob_container().get_container_properties()))
         checks: dict[str, Exception | None] = {}
-        for name, probe in (("cosmos", self._database.read), ("blob", self._blob_container.get_container_properties)):
+        for name, probe in probes:
             try:
                 probe()
                 checks[name] = None
@@ -51,19 +65,18 @@ class Stores:
                 checks[name] = exc
         return checks
 
+    @cached_property
+    def _database(self):
+        return cosmos_client(self._settings).get_database_client(self._settings.cosmos_database)
+
+    def _container(self, table: str):
+        return self._database.get_container_client(self._settings.container(table))
+
+    def _blob_container(self):
+        return blob_service(self._settings).get_container_client(self._settings.archive_container)
+
 
 def open_stores(settings: Settings) -> Stores:
-    """The app's stores for these settings: Cosmos DB containers per the feed table, and the Blob archive.
-    Cheap to call: the clients underneath are built once per settings and process."""
-    database = cosmos_client(settings).get_database_client(settings.cosmos_database)
-    blob_container = blob_service(settings).get_container_client(settings.archive_container)
-    tables = dict(settings.containers)
-    return Stores(
-        calls={name: CallStore(feed, database.get_container_client(tables[name])) for name, feed in FEEDS.items()},
-        ledger=Ledger(database.get_container_client(settings.cosmos_runs_container)),
-        summaries=SummaryStore(database.get_container_client(tables["dailyUsage"])),
-        archive=Archive(blob_container),
-        _database=database,
-        _blob_container=blob_container,
-        _tables=tables,
-    )
+    """The app's stores for these settings. Cheap to call: the clients underneath are built once per settings
+    and process, when first used."""
+    return Stores(settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import CosmosClient
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from urllib3.exceptions import InsecureRequestWarning
@@ -29,20 +28,9 @@ def cosmos_client(settings: Settings):
 def blob_service(settings: Settings):
     # The SDK's default waits 15 s and more between tries: a storage outage would eat a run's whole budget one
     # page at a time. A few seconds of retries ride out a blip; a longer outage fails the day and stops the run
-    # (see unreachable() below), and the next run collects what is missing.
+    # (see outages.py), and the next run collects what is missing.
     retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1)
     if settings.storage_connection_string:
         return BlobServiceClient.from_connection_string(settings.storage_connection_string, retry_policy=retry)
     return BlobServiceClient(settings.storage_account_url, credential=azure_credential(settings), retry_policy=retry)
 
-
-def unreachable(exc: BaseException) -> bool:
-    """Blob storage or Cosmos DB did not answer at all (refused, reset, timed out) after the SDK's retries:
-    every later request would fail the same way, so a run stops and a route answers 503."""
-    return isinstance(exc, (ServiceRequestError, ServiceResponseError))
-
-
-def unavailable(exc: BaseException) -> bool:
-    """A store that is unreachable, or answered that it is busy or unavailable (throttled, timed out):
-    worth a retry later, not an error of the request."""
-    return unreachable(exc) or getattr(exc, "status_code", None) in (408, 429, 449, 503)

@@ -76,23 +76,24 @@ class Ledger:
     def coverage_start(self, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
         """COVERAGE_START if set; else the day fixed on the feed's first run (30 days before it), fixing it
         now if this is the first run. Only a collection calls this: a read must not fix the start."""
-        start = self.planned_coverage_start(feed, configured, today)
-        if not configured and self._fixed_coverage_start(feed) is None:
+        start, fixed = self._coverage(feed, configured, today)
+        if not fixed:
             self._container.upsert_item({"id": "meta", "pk": feed, "coverageStart": start.isoformat()})
         return start
 
     def planned_coverage_start(self, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
         """The coverage start without fixing it: what status shows before a feed's first run."""
-        if configured:
-            return configured
-        fixed = self._fixed_coverage_start(feed)
-        return fixed if fixed is not None else today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS)
+        return self._coverage(feed, configured, today)[0]
 
-    def _fixed_coverage_start(self, feed: str) -> dt.date | None:
+    def _coverage(self, feed: str, configured: dt.date | None, today: dt.date) -> tuple[dt.date, bool]:
+        """The coverage start, and whether it is fixed already (configured, or recorded by a first run)."""
+        if configured:
+            return configured, True
         try:
-            return dt.date.fromisoformat(self._container.read_item("meta", partition_key=feed)["coverageStart"])
+            meta = self._container.read_item("meta", partition_key=feed)
         except CosmosResourceNotFoundError:
-            return None
+            return today - dt.timedelta(days=FIRST_RUN_LOOKBACK_DAYS), False
+        return dt.date.fromisoformat(meta["coverageStart"]), True
 
     def day_states(self, feed: str) -> dict[str, dict]:
         items = self._container.query_items("SELECT * FROM c WHERE c.pk = @feed AND c.kind = 'day'",

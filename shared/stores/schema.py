@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from azure.core.exceptions import ResourceExistsError
 from azure.cosmos import PartitionKey
 
-from ..config.feeds import DERIVED, FEEDS
+from ..config.feeds import DAILY_USAGE, DERIVED, FEEDS
 from ..config.settings import Settings
 from .clients import blob_service, cosmos_client
 
@@ -21,7 +21,7 @@ CALL_COMPOSITES = ((("/startUtc", "ascending"), ("/id", "ascending")),
                    (("/startUtc", "descending"), ("/id", "descending")))
 RUNS_PATHS = ("/pk/?", "/kind/?", "/day/?", "/started/?")
 # Each derived table indexes what its entity set filters on.
-DERIVED_PATHS = {"dailyUsage": ("/day/?", "/id/?", "/feed/?", "/userId/?", "/userPrincipalName/?", "/callType/?")}
+DERIVED_PATHS = {DAILY_USAGE.name: ("/day/?", "/id/?", "/feed/?", "/userId/?", "/userPrincipalName/?", "/callType/?")}
 
 
 @dataclass(frozen=True)
