@@ -13,6 +13,8 @@ import requests
 from devstack.localhost import FunctionIndex, Keys, make_server
 from devstack.stack import Stack
 
+from .collecting import fresh_settings, served_app
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -152,3 +154,12 @@ def test_health_route_reports_both_stores(app_env):
     response = health(func.HttpRequest("GET", "/api/health", body=b""))
     assert response.status_code == 200, response.get_body()
     assert b'"cosmos": "ok"' in response.get_body() and b'"blob": "ok"' in response.get_body()
+
+
+def test_health_answers_json_with_its_content_type(stack):
+    """The local host sends a function's mimetype as its Content-Type, as the Functions worker does: the health
+    probe's JSON answer is labelled JSON, over real HTTP."""
+    with served_app(fresh_settings(stack, stack.graph_url)) as served:
+        response = requests.get(f"{served['api']}/health", timeout=60)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+        assert response.json()["status"] == "healthy"

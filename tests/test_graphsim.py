@@ -466,7 +466,7 @@ def test_declaring_extra_functions_leaves_the_real_ones_exactly_as_they_were(sim
             sim.url + "/v1.0/communications/callRecords/GetPstnCalls(from=2024-05-01,to=2024-05-02)"]
     before = [get(url).content for url in urls]
     prefixed = function_url(sim, "getPstnCallsV2")
-    assert get(prefixed).status_code == 400  # read as getPstnCalls followed by junk, as before
+    assert get(prefixed).status_code == 400  # read as getPstnCalls followed by junk
     sim.configure(functions={**MADE_UP, "getPstnCallsV2": {"rows": "directRouting", "to_inclusive": True,
                                                           "row_type": "madeUpLogRow"}})
     assert [get(url).content for url in urls] == before

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,13 +16,13 @@ import pytest
 import requests
 
 from devstack.graphsim.server import GraphSimulator
-from devstack.localhost import FunctionIndex, make_server
+from devstack.localhost import FunctionIndex
 from shared.collect.run import build_collector, run_days, run_scheduled, scheduled_work
 from shared.config.feeds import FEEDS
 from shared.stores.rows import COSMOS_SYSTEM_FIELDS
 from shared.instants import yesterday
 
-from .collecting import TOKEN, delete_day, fresh_settings, stored_rows
+from .collecting import TOKEN, assert_unchanged, delete_day, fresh_settings, served_app, snapshot, stored_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,21 +40,8 @@ def ops(stack):
         sim.configure(faults=[{"kind": "status", "status": 403, "times": 1}])  # the first request: the oldest day
         report = run_scheduled(settings)
         assert [o.outcome for o in report.outcomes] == ["failed"] + ["succeeded"] * 5
-        env = {**stack.app_env(), "GRAPH_ENDPOINT": sim.url, "GRAPH_STATIC_TOKEN": TOKEN, "FEEDS": "pstn",
-               "COSMOS_DATABASE": settings.cosmos_database, "ARCHIVE_CONTAINER": settings.archive_container,
-               "COVERAGE_START": DAYS[0].isoformat(), "RESCAN_DAYS": "2"}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        from function_app import app
-        server = make_server(app, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield {"settings": settings, "sim": sim, "api": f"http://127.0.0.1:{server.server_address[1]}/api"}
-        finally:
-            server.shutdown()
-            server.server_close()
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        with served_app(settings, sim) as served:
+            yield served
 
 
 def status(ops, **params):
@@ -237,3 +224,36 @@ def test_each_day_logs_one_structured_record_and_a_failure_one_clear_line(ops, c
     failure = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "collector"]
     assert len(failure) == 1 and "CallRecords.Read.All" in failure[0].getMessage()
     run_days(settings, [FEEDS["pstn"]], DAYS[4], DAYS[4])  # leave the day collected for the other tests
+
+
+# --- looking before the coverage start is fixed --------------------------------------------------------------------
+# Last in the module: serving this database points the app (which reads os.environ on each request) away from
+# the one of `ops`, so no test of `ops` may run after `unfixed` is set up.
+UNFIXED_DAYS = [dt.date(2026, 4, 7), dt.date(2026, 4, 8)]
+
+
+@pytest.fixture(scope="module")
+def unfixed(stack):
+    """Two days of both feeds collected day by day (not by the scheduled path, which fixes the coverage start)
+    into a fresh database with no COVERAGE_START, as deployed by default; the app served on a free port."""
+    with GraphSimulator(seed=8, token=TOKEN, rows_per_day={"pstn": 30, "directRouting": 12}) as sim:
+        settings = fresh_settings(stack, sim.url)
+        report = run_days(settings, [FEEDS["pstn"], FEEDS["directRouting"]], UNFIXED_DAYS[0], UNFIXED_DAYS[-1])
+        assert not report.failed
+        with served_app(settings, sim) as served:
+            yield served
+
+
+def test_status_and_dashboard_do_not_fix_the_coverage_start(unfixed):
+    """Looking at the status or the dashboard writes nothing, the feed's `meta` document included: with no
+    COVERAGE_START the first collector run fixes the start (30 days before it), and a look must not fix it
+    on the day someone looked. Status shows the start a first run would fix today."""
+    before = snapshot(unfixed["settings"])
+    for route in ("status", "dashboard"):
+        assert requests.get(f"{unfixed['api']}/{route}", timeout=60).status_code == 200
+    assert_unchanged(before, snapshot(unfixed["settings"]))
+    assert not [d for d in before["runs"] if json.loads(d)["id"] == "meta"]  # no collector run fixed it yet
+    body = requests.get(f"{unfixed['api']}/status", timeout=60).json()
+    today = dt.date.fromisoformat(body["generatedAt"][:10])  # the server's today (UTC, the fixture's TIME_ZONE)
+    for feed in body["feeds"].values():
+        assert feed["coverageStart"] == (today - dt.timedelta(days=30)).isoformat()

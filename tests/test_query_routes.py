@@ -5,23 +5,22 @@ import csv
 import datetime as dt
 import gzip
 import io
-import os
-import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from devstack.graphsim.server import GraphSimulator
-from devstack.localhost import FunctionIndex, make_server
+from devstack.localhost import FunctionIndex
 from shared.collect.run import run_days
 from shared.config.feeds import FEEDS
+from shared.odata import evaluate, parse_filter
 
-
-from .collecting import TOKEN, fresh_settings, stored_rows, strip_document
+from .collecting import TOKEN, fresh_settings, served_app, sort_key, stored_documents, stored_rows, strip_document
 
 WEEK = [dt.date(2026, 4, 6) + dt.timedelta(days=i) for i in range(7)]
 SETS = ("PstnCalls", "DirectRoutingCalls", "DailyUsage")
+SMALL_DAYS = [dt.date(2026, 4, 7), dt.date(2026, 4, 8)]   # the days of the small data set (`small`, at the end)
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +31,8 @@ def world(stack):
         settings = fresh_settings(stack, sim.url)
         report = run_days(settings, [FEEDS["pstn"], FEEDS["directRouting"]], WEEK[0], WEEK[-1])
         assert not report.failed
-        env = {**stack.app_env(), "GRAPH_ENDPOINT": sim.url, "GRAPH_STATIC_TOKEN": TOKEN,
-               "COSMOS_DATABASE": settings.cosmos_database, "ARCHIVE_CONTAINER": settings.archive_container}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        from function_app import app
-        server = make_server(app, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield {"settings": settings, "sim": sim, "api": f"http://127.0.0.1:{server.server_address[1]}/api"}
-        finally:
-            server.shutdown()
-            server.server_close()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        with served_app(settings, sim) as served:
+            yield served
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +116,18 @@ def test_incremental_refresh_range_returns_exactly_its_rows_from_its_days_only(w
     rows, _ = follow(world, response.url)
     want = [declared(r) for r in by_start(store.values()) if "2026-04-08" <= r["startDateTime"][:10] < "2026-04-10"]
     assert rows == want
+
+
+@pytest.mark.parametrize("text", ["startDateTime lt 0001-01-01T00:00:00Z", "startDateTime lt 0001-01-01",
+                                  "startDateTime lt 0001-01-01T00:00:00Z and duration ge 0"])
+def test_a_range_ending_at_the_first_instant_there_is_is_empty(world, text):
+    """A range that ends at the first instant there is (0001-01-01) selects nothing and says so, 200 with no
+    rows and a count of 0: the day before it, where the partition range would start, does not exist and must
+    not be computed."""
+    response = odata(world, "PstnCalls", {"$filter": text, "$count": "true"})
+    assert response.status_code == 200 and response.json()["value"] == [], response.text
+    assert response.json()["@odata.count"] == 0
+    assert odata(world, "PstnCalls/$count", {"$filter": text}).text == "0"
 
 
 @pytest.mark.parametrize("page_size, days", [(1, ("2026-04-07", "2026-04-08")), (7, ("2026-04-07", "2026-04-09")),
@@ -284,6 +280,29 @@ def test_simple_routes_refuse_bad_parameters_by_name(world, route, params):
     assert r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("route, params", [
+    ("calls", {"from": "0001-01-01T00:00:00+01:00"}),
+    ("calls", {"from": "9999-12-30", "to": "9999-12-31"}),
+    ("calls", {"from": "2026-01-01", "to": "9999-12-31T23:59:59-01:00"}),
+    ("usage", {"from": "0001-01-01T00:30:00+14:00"}),
+    ("usage", {"from": "9999-12-31", "to": "9999-12-31"}),
+])
+def test_instants_out_of_range_answer_400(world, route, params):
+    """A bound outside years 0001 to 9999 once moved to UTC (0001-01-01T00:00:00+01:00), or a date-only `to` of
+    9999-12-31 (whose day after, where the range ends, does not exist), is refused with 400 naming the range,
+    not answered with a server error."""
+    response = requests.get(f"{world['api']}/{route}", params=params, timeout=60)
+    assert response.status_code == 400 and "out of range" in response.json()["error"]["message"], response.text
+
+
+def test_usage_from_inside_the_last_day_there_is_answers_no_rows(world):
+    """No UTC day starts between 9999-12-31T10:00Z and 23:00Z, so /api/usage answers 200 with no rows; the day
+    after 9999-12-31 does not exist and is never computed."""
+    response = requests.get(f"{world['api']}/usage", timeout=60,
+                            params={"from": "9999-12-31T10:00:00Z", "to": "9999-12-31T23:00:00Z"})
+    assert response.status_code == 200 and response.json() == {"count": 0, "value": []}, response.text
+
+
 def test_every_route_declares_its_auth_level(world):
     """Reads need a function key, operator actions the admin key; only the health probe is anonymous."""
     from function_app import app
@@ -325,7 +344,7 @@ def test_mask_row_hides_client_addresses_and_keeps_nulls():
     assert row["callerNumber"] == "+4930123456"  # the stored row is not touched
 
 
-# Last: it adds rows to the module's week, which the tests above count.
+# The last test of `world`: it adds rows to the module's week, which the tests above count.
 def test_paging_resumes_exactly_while_ingestion_writes(world, store):
     settings, sim = world["settings"], world["sim"]
     filter_ = "startDateTime ge 2026-04-06T00:00:00Z and startDateTime lt 2026-04-07T00:00:00Z"
@@ -342,3 +361,81 @@ def test_paging_resumes_exactly_while_ingestion_writes(world, store):
     assert before <= set(ids)  # nothing that existed was skipped
     assert [r["startDateTime"] for r in rows] == sorted(r["startDateTime"] for r in rows)
     sim.configure(late_rows=[])
+
+
+# --- a small data set: two days of both feeds, compared document by document ------------------------------------
+# Last in the module: serving this database points the app (which reads os.environ on each request) away from
+# the week, so no test of `world` may run after `small` is set up.
+@pytest.fixture(scope="module")
+def small(stack):
+    """Two days of both feeds (84 calls) collected into a fresh database, small enough that one page holds an
+    entity set; the app served on a free port, and the stored documents behind each entity set."""
+    with GraphSimulator(seed=8, token=TOKEN, rows_per_day={"pstn": 30, "directRouting": 12}) as sim:
+        settings = fresh_settings(stack, sim.url)
+        report = run_days(settings, [FEEDS["pstn"], FEEDS["directRouting"]], SMALL_DAYS[0], SMALL_DAYS[-1])
+        assert not report.failed
+        docs = stored_documents(settings)
+        assert all(docs.values()), {k: len(v) for k, v in docs.items()}
+        with served_app(settings, sim) as served:
+            yield {**served, "docs": docs}
+
+
+def fetch_all(served, set_name: str, params: dict, page_size: int) -> tuple[list[dict], int]:
+    """Every row of the query in pages of page_size, following @odata.nextLink, and the number of pages."""
+    first = requests.Request("GET", f"{served['api']}/odata/{set_name}", params=params).prepare().url
+    return follow(served, first, headers={"Prefer": f"odata.maxpagesize={page_size}"})
+
+
+@pytest.mark.parametrize("path, text", [
+    ("PstnCalls", "startDateTime ge 0001-01-01T00:00:00Z"),
+    ("PstnCalls", "startDateTime le 9999-12-31T23:59:59Z"),
+    ("PstnCalls/$count", "startDateTime gt 1900-01-01 and startDateTime lt 9999-12-31"),
+    ("DirectRoutingCalls", "startDateTime in (0001-01-01T00:00:00Z, 9999-12-31T00:00:00Z) or duration ge 0"),
+    ("DailyUsage", "day le 9999-12-31"),
+    ("DailyUsage/$count", "day ge 0001-01-01"),
+])
+def test_a_bound_centuries_from_the_data_reads_only_the_stored_days(small, path, text):
+    """A time bound centuries away from the data (0001, 9999) reads only the day partitions that hold rows, and
+    quickly: the range is clamped to the stored days, else one partition query per day of it (3.6 million from
+    0001 to 9999) would keep the request from ever ending."""
+    set_name = path.split("/")[0]
+    node = parse_filter(text, set_name)
+    want = [d for d in small["docs"][set_name] if evaluate(node, d)]
+    response = odata(small, path, {"$filter": text})
+    assert response.status_code == 200, response.text
+    assert response.elapsed.total_seconds() < 10
+    assert int(response.headers["X-Partitions-Read"]) <= len(SMALL_DAYS)
+    got = int(response.text) if path.endswith("$count") else len(response.json()["value"])
+    assert got == len(want) and want
+
+
+@pytest.mark.parametrize("set_name, orderby", [("DailyUsage", "day asc,id desc"), ("DailyUsage", "day desc,id"),
+                                               ("PstnCalls", "startDateTime desc,id asc"),
+                                               ("DirectRoutingCalls", "startDateTime,id desc")])
+def test_an_orderby_that_mixes_directions_is_refused_not_answered_in_another_order(small, set_name, orderby):
+    """An $orderby whose id tiebreak runs against the first key is refused with 501 (the rows are read in one
+    direction), rather than answered with the tiebreak in the first key's direction, an order the client did
+    not ask for; the same direction for both keys is served, in exactly that order."""
+    response = odata(small, set_name, {"$orderby": orderby})
+    assert response.status_code == 501 and "mixes directions" in response.json()["error"]["message"], response.text
+    first = orderby.split(",")[0].split()[0]
+    direction = "desc" if "desc" in orderby.split(",")[0] else "asc"
+    rows, _ = fetch_all(small, set_name, {"$orderby": f"{first} {direction},id {direction}"}, 1000)
+    key = sort_key(set_name)
+    want = sorted(small["docs"][set_name], key=key, reverse=direction == "desc")
+    assert [r["id"] for r in rows] == [d["id"] for d in want]
+
+
+@pytest.mark.parametrize("set_name, params", [("PstnCalls", {"$skip": "3"}),
+                                             ("DailyUsage", {"$skip": "5", "$top": "11", "$FILTER": "calls ge 1"}),
+                                             ("DirectRoutingCalls", {"$skip": "1", "$orderby": "startDateTime desc"})])
+def test_skip_with_more_than_one_page_follows_every_next_link(small, set_name, params):
+    """A query with $skip that spans pages is answered to its end: each @odata.nextLink (which carries the
+    paging token and no $skip) is accepted as the same query, and the pages together are the rows after the
+    skipped ones, $top of them where $top is given."""
+    rows, _ = fetch_all(small, set_name, params, 4)
+    node = parse_filter(params["$FILTER"], set_name) if "$FILTER" in params else None
+    want = sorted((d for d in small["docs"][set_name] if evaluate(node, d)), key=sort_key(set_name),
+                  reverse="$orderby" in params)[int(params["$skip"]):]
+    want = want[:int(params["$top"])] if "$top" in params else want
+    assert [r["id"] for r in rows] == [d["id"] for d in want] and len(want) > 4

@@ -136,8 +136,8 @@ def test_a_failed_prefetch_fails_the_page_that_needs_it():
         writer.finish()
 
 
-def _jsoncanonical_json(row):
-    """The rowHash input as the store first wrote it; canonical_json must give these bytes for every row."""
+def json_dumps_canonical(row):
+    """The rowHash input every stored hash was taken of; canonical_json must give these bytes for every row."""
     import json
 
     return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -159,7 +159,7 @@ def test_the_canonical_json_of_a_row_is_what_json_dumps_wrote_for_any_row():
     @given(st.dictionaries(st.text(max_size=8), values, max_size=8))
     def same(row):
         try:
-            expected = _jsoncanonical_json(row)
+            expected = json_dumps_canonical(row)
         except UnicodeEncodeError:  # a lone surrogate: no row hash either way
             with pytest.raises(UnicodeEncodeError):
                 canonical_json(row)
@@ -169,4 +169,4 @@ def test_the_canonical_json_of_a_row_is_what_json_dumps_wrote_for_any_row():
     same()
     graph_like = {"id": "x", "charge": 0.0123, "duration": 61, "callerNumber": "+1 425 555 0100", "é": "ü😀",
                   "administrativeUnitInfos": [{"id": "au", "n": 1e-7}], "ctl": "\x00\x1f\x7f\u2028"}
-    assert canonical_json(graph_like) == _jsoncanonical_json(graph_like)
+    assert canonical_json(graph_like) == json_dumps_canonical(graph_like)
