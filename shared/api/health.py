@@ -1,7 +1,11 @@
 """Health check: are the settings valid and do both stores answer?"""
 from __future__ import annotations
 
+import logging
+
 from ..config.settings import SettingsError, load_settings
+
+log = logging.getLogger("health")
 
 
 def check_health(env=None) -> tuple[bool, dict]:
@@ -9,7 +13,9 @@ def check_health(env=None) -> tuple[bool, dict]:
     try:
         settings = load_settings(env)
     except SettingsError as exc:
-        return False, {"status": "unhealthy", "checks": {"settings": str(exc)}}
+        # Anonymous callers get the setting and the problem; the value given (masked) goes to the log only.
+        log.warning("health: invalid setting: %s", exc)
+        return False, {"status": "unhealthy", "checks": {"settings": exc.public}}
 
     # Imported here: the stores' SDKs cost cold-start time, and a bad setting needs none of them.
     from ..stores import open_stores

@@ -2,17 +2,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Mapping
 
 from ..collect.replay import ReplayError
 from ..config.feeds import FEEDS
 from ..config.settings import Settings
 from ..instants import yesterday
-from .dashboard import render
-from .http import Response, bad_request, json_response, known_params
+from .dashboard import POLICY, render
+from .http import Response, bad_request, html_response, json_response, known_params
 from .status import DEFAULT_DAYS, build_status
 
 MAX_BACKFILL_DAYS = 366
+MAX_STATUS_DAYS = 366
+# ASCII digits only: str.isdigit() and int() also take '²' and '１２', which int() then parses or refuses.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def _whole_number(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = params.get(name) or str(default)
+    if not _WHOLE_NUMBER.fullmatch(text) or not low <= int(text) <= high:
+        raise bad_request("InvalidParameter", f"{name} must be a whole number from {low} to {high}, "
+                                              f"got {text[:40]!r}", name)
+    return int(text)
 
 
 def _date(params: dict[str, str], name: str) -> dt.date:
@@ -40,10 +52,7 @@ def _feeds(params: dict[str, str], settings: Settings, many: bool) -> list[str]:
 
 def status(params: Mapping[str, str], settings: Settings, ledger, now: dt.datetime | None = None) -> dict:
     p = known_params(params, {"days", "format"})
-    days = p.get("days") or str(DEFAULT_DAYS)
-    if not days.isdigit() or not 1 <= int(days[:4]) <= 366 or len(days) > 3:
-        raise bad_request("InvalidParameter", "days must be a whole number from 1 to 366", "days")
-    return build_status(settings, ledger, now, int(days))
+    return build_status(settings, ledger, now, _whole_number(p, "days", DEFAULT_DAYS, 1, MAX_STATUS_DAYS))
 
 
 def status_response(params: Mapping[str, str], settings: Settings, ledger) -> Response:
@@ -51,10 +60,7 @@ def status_response(params: Mapping[str, str], settings: Settings, ledger) -> Re
 
 
 def dashboard_response(params: Mapping[str, str], settings: Settings, ledger) -> Response:
-    return Response(200, render(status(params, settings, ledger)),
-                    {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-                     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-                                                "style-src 'unsafe-inline'; img-src data:"})
+    return html_response(render(status(params, settings, ledger)), POLICY)
 
 
 def backfill(params: Mapping[str, str], settings: Settings, ledger, api_base: str,

@@ -10,9 +10,10 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .feeds import DERIVED, FEEDS, container_tables
@@ -20,8 +21,22 @@ from .feeds import DERIVED, FEEDS, container_tables
 CREDENTIAL_MODES = ("managed_identity", "client_secret", "certificate", "default", "static_token")
 
 
+_NO_VALUE = object()
+
+
 class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names it."""
+    """A setting is missing or invalid.
+
+    `setting` is its name and `public` the problem in a sentence that names it but never quotes the value: what
+    anonymous and client answers show, since a mistyped value can be a secret (a connection string with its
+    account key in COSMOS_ENDPOINT). str() adds the value given, with anything secret-looking in it masked, for
+    the logs and the command line, where seeing the typo is what fixes it."""
+
+    def __init__(self, problem: str, setting: str | None = None, value: object = _NO_VALUE) -> None:
+        self.setting, self.public = setting, problem
+        if value is not _NO_VALUE:
+            problem = f"{problem}, got {mask_secrets(str(value))!r}"
+        super().__init__(problem)
 
 
 @dataclass(frozen=True)
@@ -150,21 +165,99 @@ class Settings:
                 return container
         raise KeyError(f"no container for {table!r}; the tables are {', '.join(n for n, _ in self.containers)}")
 
+    def __repr__(self) -> str:
+        # A Settings in a log line or a traceback shows what masked() shows, never a secret.
+        return f"Settings({self.masked()!r})"
+
     def masked(self) -> dict[str, object]:
-        """The settings in force, secrets replaced, safe to log or show on a status page."""
+        """The settings in force, safe to log or show on a status page: a secret setting is "***" (a connection
+        string keeps its account name and endpoints), and anything secret-looking in the others is masked
+        (mask_secrets), since a value typed into the wrong setting is not declared secret."""
         held = dict(self.containers)
         by_setting = {t.container_setting: held[t.name] for t in container_tables() if t.name in held}
         out: dict[str, object] = {}
         for spec in specs():
             value = by_setting[spec.name] if spec.name in by_setting else getattr(self, spec.name.lower(), None)
             if spec.secret and value:
-                value = "***"
+                value = mask_secrets(value) if _is_connection_string(value) else "***"
+            elif isinstance(value, str):
+                value = mask_secrets(value)
             elif isinstance(value, dt.date):
                 value = value.isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
             out[spec.name] = value
         return out
+
+
+MASK = "***"
+# Connection-string keys whose values identify a resource without granting access: kept so that an operator
+# recognises the account; every other key's value (AccountKey, SharedAccessSignature, InstrumentationKey,
+# Password, ...) is masked, so a key not listed here is hidden rather than shown.
+_PUBLIC_KEYS = frozenset(k.lower() for k in (
+    "AccountName", "DefaultEndpointsProtocol", "EndpointSuffix", "Authorization", "ClientId", "ApplicationId",
+    "UseDevelopmentStorage", "DevelopmentStorageProxyUri"))
+# A run of 32 or more base64 / base64url characters mixing upper case, lower case and digits: the shape of
+# account keys, client secrets and tokens. GUIDs (8-4-4-4-12) and names do not reach it.
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
+_CONNECTION_PART = re.compile(r"\s*[A-Za-z][A-Za-z0-9_.-]*\s*=")
+
+
+def _is_connection_string(value: str) -> bool:
+    """Key=Value pairs separated by ';' (a base64 key's trailing '=' alone does not make one)."""
+    parts = [p for p in value.split(";") if p.strip()]
+    return bool(parts) and all(_CONNECTION_PART.match(p) for p in parts)
+
+
+def _mask_token_like(text: str) -> str:
+    def hide(match: re.Match) -> str:
+        run = match.group(0)
+        mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+        return MASK if mixed else run
+    return _TOKEN_LIKE.sub(hide, text)
+
+
+def _mask_url(value: str) -> str:
+    """A URL with its user information, query values and fragment masked; scheme, host, port and path kept."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return _mask_token_like(value)
+    netloc = parts.netloc
+    if "@" in netloc:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{MASK}@{host}" + (f":{port}" if port is not None else "")
+    query = "&".join(f"{pair.partition('=')[0]}={MASK}" if pair else pair for pair in parts.query.split("&")) \
+        if parts.query else ""
+    # Past a ';' or '=' the path holds no resource name but, as often as not, a pasted connection string's key.
+    path = re.sub(r"[;=].*", lambda m: m.group(0)[0] + MASK, parts.path)
+    return urlunsplit((parts.scheme, netloc, _mask_token_like(path), query, MASK if parts.fragment else ""))
+
+
+def mask_secrets(value: str) -> str:
+    """`value` with whatever may be a secret replaced by ***, keeping what recognises it: a URL keeps its
+    scheme, host, port and path (user information, query values such as a SAS token's, and the fragment are
+    masked); a connection string (Key=Value;...) keeps the keys, the endpoints (masked as URLs) and the values
+    of the keys in _PUBLIC_KEYS; anything else keeps all but token-like runs of characters."""
+    if re.match(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        return _mask_url(value.strip())
+    if _is_connection_string(value):
+        out = []
+        for part in value.split(";"):
+            key, eq, item = part.partition("=")
+            key = _mask_token_like(key)
+            if not eq:
+                out.append(_mask_token_like(part))
+            elif key.strip().lower().endswith("endpoint") or key.strip().lower().endswith("uri"):
+                out.append(f"{key}={_mask_url(item.strip())}" if "://" in item else f"{key}={MASK}")
+            elif key.strip().lower() in _PUBLIC_KEYS:
+                out.append(f"{key}={_mask_token_like(item)}")
+            else:
+                out.append(f"{key}={MASK}" if item else part)
+        return ";".join(out)
+    return _mask_token_like(value)
 
 
 def _is_loopback(url: str) -> bool:
@@ -180,9 +273,9 @@ def _is_loopback(url: str) -> bool:
 def _http_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
+        raise SettingsError(f"{name} must be an http(s) URL", name, value)
     if parts.scheme == "http" and not _is_loopback(value):
-        raise SettingsError(f"{name} must use https unless it points at a loopback address, got {value!r}")
+        raise SettingsError(f"{name} must use https unless it points at a loopback address", name, value)
     return value.rstrip("/")
 
 
@@ -190,16 +283,16 @@ def _number(name: str, value: str, kind: Callable[[str], float | int], low: floa
     try:
         number = kind(value)
     except ValueError:
-        raise SettingsError(f"{name} must be a {kind.__name__} between {low} and {high}, got {value!r}") from None
+        raise SettingsError(f"{name} must be a {kind.__name__} between {low} and {high}", name, value) from None
     if not low <= number <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, got {value!r}")
+        raise SettingsError(f"{name} must be between {low} and {high}", name, value)
     return number
 
 
 def _boolean(name: str, value: str) -> bool:
     lowered = value.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise SettingsError(f"{name} must be true or false, got {value!r}")
+        raise SettingsError(f"{name} must be true or false", name, value)
     return lowered in ("true", "1", "yes")
 
 
@@ -207,7 +300,7 @@ def _cron(name: str, value: str) -> str:
     # NCRONTAB: six fields (seconds first); a %SETTING% expression is resolved by the host, so only shape is checked.
     if len(value.split()) != 6:
         raise SettingsError(f"{name} must be an NCRONTAB expression with six fields "
-                            f"(second minute hour day month weekday), got {value!r}")
+                            f"(second minute hour day month weekday)", name, value)
     return value
 
 
@@ -220,7 +313,7 @@ def apply_local_settings_file(path: str = "local.settings.json") -> None:
         with open(path, encoding="utf-8") as file:
             values = json.load(file).get("Values", {})
     except (OSError, ValueError, AttributeError) as exc:
-        raise SettingsError(f"{path} is not a valid local.settings.json file: {exc}") from None
+        raise SettingsError(f"{path} is not a valid local.settings.json file: {exc}", path) from None
     for key, value in values.items():
         os.environ.setdefault(key, str(value))
 
@@ -239,17 +332,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     def required(name: str, why: str = "") -> str:
         value = raw(name)
         if value is None:
-            raise SettingsError(f"{name} is required{why}")
+            raise SettingsError(f"{name} is required{why}", name)
         return value
 
     graph_endpoint = _http_url("GRAPH_ENDPOINT", required("GRAPH_ENDPOINT"))
     version = required("GRAPH_API_VERSION")
     if version not in ("v1.0", "beta"):
-        raise SettingsError(f"GRAPH_API_VERSION must be v1.0 or beta, got {version!r}")
+        raise SettingsError("GRAPH_API_VERSION must be v1.0 or beta", "GRAPH_API_VERSION", version)
 
     credential = required("GRAPH_CREDENTIAL")
     if credential not in CREDENTIAL_MODES:
-        raise SettingsError(f"GRAPH_CREDENTIAL must be one of {', '.join(CREDENTIAL_MODES)}, got {credential!r}")
+        raise SettingsError(f"GRAPH_CREDENTIAL must be one of {', '.join(CREDENTIAL_MODES)}", "GRAPH_CREDENTIAL",
+                            credential)
     if credential in ("client_secret", "certificate"):
         required("GRAPH_TENANT_ID", f" when GRAPH_CREDENTIAL={credential}")
         required("GRAPH_CLIENT_ID", f" when GRAPH_CREDENTIAL={credential}")
@@ -258,48 +352,52 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if credential == "certificate":
         path = required("GRAPH_CERTIFICATE_PATH", " when GRAPH_CREDENTIAL=certificate")
         if not os.path.isfile(path):
-            raise SettingsError(f"GRAPH_CERTIFICATE_PATH does not name a readable file: {path!r}")
+            raise SettingsError("GRAPH_CERTIFICATE_PATH does not name a readable file", "GRAPH_CERTIFICATE_PATH", path)
     if credential == "static_token":
         required("GRAPH_STATIC_TOKEN", " when GRAPH_CREDENTIAL=static_token")
         if not _is_loopback(graph_endpoint):
             raise SettingsError("GRAPH_CREDENTIAL=static_token is for local simulators only: GRAPH_ENDPOINT must be "
-                                f"a loopback address, got {graph_endpoint!r}")
+                                "a loopback address", "GRAPH_ENDPOINT", graph_endpoint)
 
     cosmos_endpoint = _http_url("COSMOS_ENDPOINT", required("COSMOS_ENDPOINT"))
 
     conn, account_url = raw("STORAGE_CONNECTION_STRING"), raw("STORAGE_ACCOUNT_URL")
     if not conn and not account_url:
-        raise SettingsError("Set STORAGE_CONNECTION_STRING or STORAGE_ACCOUNT_URL (Blob storage for the raw archive)")
+        raise SettingsError("Set STORAGE_CONNECTION_STRING or STORAGE_ACCOUNT_URL (Blob storage for the raw archive)",
+                            "STORAGE_ACCOUNT_URL")
     if conn and account_url:
-        raise SettingsError("Set only one of STORAGE_CONNECTION_STRING and STORAGE_ACCOUNT_URL")
+        raise SettingsError("Set only one of STORAGE_CONNECTION_STRING and STORAGE_ACCOUNT_URL",
+                            "STORAGE_CONNECTION_STRING")
     if account_url:
         account_url = _http_url("STORAGE_ACCOUNT_URL", account_url)
     if conn and "=" not in conn:
-        raise SettingsError("STORAGE_CONNECTION_STRING does not look like a connection string (Key=Value;...)")
+        raise SettingsError("STORAGE_CONNECTION_STRING does not look like a connection string (Key=Value;...)",
+                            "STORAGE_CONNECTION_STRING")
 
     feeds = tuple(f.strip() for f in required("FEEDS").split(",") if f.strip())
     bad = [f for f in feeds if f not in FEEDS]
     if bad or not feeds:
-        raise SettingsError(f"FEEDS must list one or more of {', '.join(FEEDS)}, got {raw('FEEDS')!r}")
+        raise SettingsError(f"FEEDS must list one or more of {', '.join(FEEDS)}", "FEEDS", raw("FEEDS"))
 
     time_zone = required("TIME_ZONE")
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"TIME_ZONE must be an IANA time zone name such as Europe/Berlin, got {time_zone!r}") from None
+        raise SettingsError("TIME_ZONE must be an IANA time zone name such as Europe/Berlin", "TIME_ZONE",
+                            time_zone) from None
 
     coverage_start = raw("COVERAGE_START")
     try:
         coverage_date = dt.date.fromisoformat(coverage_start) if coverage_start else None
     except ValueError:
-        raise SettingsError(f"COVERAGE_START must be a date YYYY-MM-DD, got {coverage_start!r}") from None
+        raise SettingsError("COVERAGE_START must be a date YYYY-MM-DD", "COVERAGE_START", coverage_start) from None
 
     tables = container_tables()
     for name in ("COSMOS_DATABASE", *(f.container_setting for f in FEEDS.values()), "COSMOS_RUNS_CONTAINER",
                  *(t.container_setting for t in DERIVED.values()), "ARCHIVE_CONTAINER"):
         value = required(name)
         if any(c in value for c in "/\\#? "):
-            raise SettingsError(f"{name} must not contain '/', '\\', '#', '?' or spaces, got {value!r}")
+            raise SettingsError(f"{name} must not contain '/', '\\', '#', '?' or spaces", name, value)
 
     return Settings(
         graph_endpoint=graph_endpoint,
@@ -345,5 +443,5 @@ def _container_name(name: str, value: str) -> str:
     ok = (3 <= len(value) <= 63 and value[0].isalnum() and value[-1].isalnum() and "--" not in value
           and all(c.islower() or c.isdigit() or c == "-" for c in value))
     if not ok:
-        raise SettingsError(f"{name} must be 3-63 lowercase letters, digits or single hyphens, got {value!r}")
+        raise SettingsError(f"{name} must be 3-63 lowercase letters, digits or single hyphens", name, value)
     return value
