@@ -12,7 +12,7 @@ import base64
 import datetime as dt
 import json
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 import requests
@@ -29,6 +29,8 @@ from shared.odata.filter_parser import UNSUPPORTED_FUNCTIONS
 from shared.odata.model import BOOLEAN, DATE, DATETIMEOFFSET, DECIMAL, INT32, STRING
 
 from .collecting import TOKEN, assert_unchanged, fresh_settings, served_app, snapshot, sort_key, stored_documents
+from .paging_tokens import (assert_no_credential_in_links, byte_changed, char_changed, forge, re_encodings,
+                            token_in)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi.yaml"
@@ -39,6 +41,10 @@ FUNCTION_KEY, ADMIN_KEY = "fuzz-function-key", "fuzz-admin-key"
 AUTH = {"x-functions-key": ADMIN_KEY}
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 FORBIDDEN_IN_BODIES = ("Traceback", 'File "')
+# Every credential a request here carries in its query (`code`, `access_token`, `sig`, ...) starts with this, so a
+# link that copied one is found whatever its parameter name.
+CREDENTIAL_MARK = "fuzzcred"
+SECRETS = (FUNCTION_KEY, ADMIN_KEY, CREDENTIAL_MARK)
 PATH_SAFE = "/$()'=,"
 
 
@@ -95,6 +101,11 @@ def fuzz(stack):
         keys = Keys(required=True, function_key=FUNCTION_KEY, admin_key=ADMIN_KEY)
         with served_app(settings_, sim, keys) as served, requests.Session() as session:
             session.headers.update(AUTH)
+            # The first token signed creates the paging key document (once per deployment); done here, so the
+            # tests' before/after snapshots of the store compare reads only.
+            warm = session.get(f"{served['api']}/odata/PstnCalls", headers={"Prefer": "odata.maxpagesize=1"},
+                               timeout=60)
+            assert warm.status_code == 200 and "@odata.nextLink" in warm.json(), warm.text
             yield {**served, "http": session, "docs": docs}
 
 
@@ -108,7 +119,8 @@ class Documents(dict):
 
 def check_answer(response: requests.Response, allow_501: bool = False) -> None:
     """The contract of every route: 2xx or 4xx (501 where OData allows it), a JSON error body that names the
-    problem, and never a stack trace."""
+    problem, never a stack trace, and no link (Link and Location headers, nextLinks, @odata.context, HTML links)
+    that carries a credential."""
     status = response.status_code
     assert 200 <= status < 300 or 400 <= status < 500 or (allow_501 and status == 501), \
         f"{response.request.method} {response.request.url} answered {status}: {response.text[:300]}"
@@ -121,6 +133,7 @@ def check_answer(response: requests.Response, allow_501: bool = False) -> None:
         assert isinstance(error["code"], str) and error["code"], response.text
         assert isinstance(error["message"], str) and error["message"], response.text
         assert set(error) <= {"code", "message", "target"}, response.text
+    assert_no_credential_in_links(response, SECRETS)
 
 
 def header(response, name: str) -> str:
@@ -407,6 +420,10 @@ UNKNOWN_OPTIONS = st.dictionaries(
     st.text(max_size=8).filter(clean), max_size=2)
 PLAIN_PARAMS = st.dictionaries(st.sampled_from(["foo", "code", "odata.maxpagesize", "from", "x y"]),
                                st.text(max_size=8).filter(clean), max_size=1)
+# Credentials a request may carry in its query besides the key: a link that copies any of them is a leak.
+CREDENTIAL = st.text(max_size=8).filter(clean).map(lambda t: CREDENTIAL_MARK + t)
+CREDENTIAL_PARAMS = st.dictionaries(st.sampled_from(["access_token", "sig", "key", "Code", "token", "password"]),
+                                    CREDENTIAL, max_size=2)
 HEADER_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30).filter(clean)
 PREFER = st.one_of(
     st.integers(-2, 2000).map(lambda n: f"odata.maxpagesize={n}"),
@@ -436,6 +453,8 @@ def odata_request(draw, docs):
         params[shown] = draw(options[name])
     params.update(draw(UNKNOWN_OPTIONS) if draw(st.integers(0, 5)) == 0 else {})
     params.update(draw(PLAIN_PARAMS) if draw(st.integers(0, 5)) == 0 else {})
+    params.update(draw(CREDENTIAL_PARAMS) if draw(st.integers(0, 3)) == 0 else {})
+    params["code"] = draw(CREDENTIAL)  # as Power BI sends the key (ApiKeyName="code"): on every request
     headers = {}
     if draw(st.booleans()):
         headers["Prefer"] = draw(PREFER)
@@ -574,30 +593,118 @@ def test_valid_filters_return_exactly_the_rows_evaluate_selects(fuzz):
     assert sum(1 for n in hits if n) >= 12 and sum(1 for n in hits if not n) >= 3, hits
 
 
-def test_forged_skiptokens_with_the_right_fingerprint_are_refused_or_answered(fuzz):
-    """A client can recompute a token's fingerprint (it is no secret), so every cursor value may arrive: each
-    one is answered with a page or a 400, never a server error."""
-    def token_of(set_name: str, params: dict) -> dict:
-        response = get_odata(fuzz, set_name, params, {"Prefer": "odata.maxpagesize=1"})
-        link = response.json()["@odata.nextLink"]
-        token = dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&"))["%24skiptoken"]
-        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+# Queries that page (one row per page), each with the parameter its token travels in. Every pair differs, so a
+# token of one is foreign to every other.
+PAGED_QUERIES = [
+    ("odata/PstnCalls", {}, "$skiptoken"),
+    ("odata/PstnCalls", {"$orderby": "startDateTime desc", "$top": "5"}, "$skiptoken"),
+    ("odata/PstnCalls", {"$orderby": "startDateTime desc", "$top": "6"}, "$skiptoken"),
+    ("odata/DirectRoutingCalls", {"$filter": "duration ge 0"}, "$skiptoken"),
+    ("odata/DailyUsage", {"$orderby": "day desc"}, "$skiptoken"),
+    ("calls", {"from": DAYS[0].isoformat(), "limit": "1"}, "after"),
+    ("calls", {"from": DAYS[0].isoformat(), "limit": "2"}, "after"),
+    ("calls", {"from": DAYS[0].isoformat(), "limit": "1", "feed": "directRouting"}, "after"),
+    ("usage", {"from": DAYS[0].isoformat(), "limit": "1"}, "after"),
+]
+ONE_ROW_PAGES = {"Prefer": "odata.maxpagesize=1"}
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-    queries = [("PstnCalls", {}), ("PstnCalls", {"$orderby": "startDateTime desc", "$top": "5"}),
-               ("DirectRoutingCalls", {"$filter": "duration ge 0"}), ("DailyUsage", {"$orderby": "day desc"})]
-    originals = [(name, params, token_of(name, params)) for name, params in queries]
-    cursor_values = st.one_of(st.text(max_size=12).filter(clean), st.integers(), st.none(), st.booleans(),
-                              st.sampled_from(["0001-01-01", "9999-12-31", "2026-02-30", "", "\x00", "z" * 299]))
+
+def paged_get(fuzz, path: str, params: dict) -> requests.Response:
+    return fuzz["http"].get(f"{fuzz['api']}/{path}", params=params, headers=ONE_ROW_PAGES, timeout=60)
+
+
+def issued_token(fuzz, path: str, params: dict, name: str) -> tuple[dict, str]:
+    """The query the first nextLink asks (what a client sends next: /api/calls pins a `to` left to default) and
+    its token."""
+    response = paged_get(fuzz, path, params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    link = body["@odata.nextLink"] if path.startswith("odata/") else body["nextLink"]
+    query = dict(parse_qsl(urlsplit(link).query))
+    return {k: v for k, v in query.items() if k != name}, token_in(link, name)
+
+
+@st.composite
+def token_variant(draw, token: str, foreign: list[str]):
+    """A token the service did not issue for this query: a byte of it changed, a character changed, cut short,
+    the same bytes spelled otherwise, a field forged (the signature kept), or another query's token."""
+    kind = draw(st.sampled_from(["byte", "char", "cut", "re-encoded", "forged", "foreign"]))
+    if kind == "byte":
+        return kind, byte_changed(token, draw(st.integers(0, 10**4)), draw(st.integers(1, 255)))
+    if kind == "char":
+        i = draw(st.integers(0, len(token) - 1))
+        return kind, char_changed(token, i, draw(st.sampled_from(BASE64URL.replace(token[i], ""))))
+    if kind == "cut":
+        return kind, token[:draw(st.integers(1, len(token) - 1))]
+    if kind == "re-encoded":
+        return kind, draw(st.sampled_from(re_encodings(token)))
+    if kind == "forged":
+        field = draw(st.sampled_from(["r", "d", "k", "i", "v", "f"]))
+        value = draw(st.one_of(st.integers(0, 10**6), st.sampled_from(["2026-04-08", "0", "", "zz"]),
+                               st.text(max_size=6).filter(clean)))
+        return kind, forge(token, **{field: value})
+    return kind, draw(st.sampled_from(foreign))
+
+
+def test_tokens_not_issued_for_this_query_are_refused(fuzz):
+    """A paging token is signed with a key no client knows and bound to its query: a token with any byte or
+    character changed, truncated, re-encoded, with a field forged (the remaining-rows count once turned $top=3
+    into 50 rows), or taken from another query answers 400 with the route's token error, never rows."""
+    issued = [(path, *issued_token(fuzz, path, params, name)) for path, params, name in PAGED_QUERIES]
+    issued = [(path, params, name, token) for (path, params, token), (*_, name) in zip(issued, PAGED_QUERIES)]
+    kinds: dict[str, int] = {}
 
     @bounded(40)
-    @given(which=st.sampled_from(originals),
-           changes=st.dictionaries(st.sampled_from(["d", "k", "i", "r", "v"]), cursor_values, min_size=1))
-    def run(which, changes):
-        name, params, payload = which
-        note(f"{name} {params!r} token payload {payload!r} changed by {changes!r}")
-        forged = base64.urlsafe_b64encode(json.dumps({**payload, **changes}).encode()).decode().rstrip("=")
-        response = get_odata(fuzz, name, {**params, "$skiptoken": forged}, {"Prefer": "odata.maxpagesize=1"})
+    @given(which=st.integers(0, len(issued) - 1), data=st.data())
+    def run(which, data):
+        path, params, name, token = issued[which]
+        foreign = [t for i, (*_, t) in enumerate(issued) if i != which]
+        kind, variant = data.draw(token_variant(token, foreign))
+        assume(variant != token)
+        note(f"{path} {params!r}: {kind} token {variant!r}")
+        response = paged_get(fuzz, path, {**params, name: variant})
         check_answer(response)
+        assert response.status_code == 400, f"a {kind} token answered {response.status_code}: {response.text[:200]}"
+        error = response.json()["error"]
+        assert error["target"] == name and error["code"] == ("InvalidSkipToken" if name == "$skiptoken"
+                                                             else "InvalidToken"), error
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    run()
+    assert len(kinds) == 6, kinds
+    for path, params, name, token in issued:  # the tokens as issued are served
+        assert paged_get(fuzz, path, {**params, name: token}).status_code == 200, (path, params)
+
+
+# Every integer parameter, with the other parameters of a request that is otherwise valid.
+INTEGER_PARAMETERS = [("calls", "limit", {"from": DAYS[0].isoformat()}),
+                      ("usage", "limit", {"from": DAYS[0].isoformat()}),
+                      ("odata/PstnCalls", "$top", {}), ("odata/PstnCalls", "$skip", {}),
+                      ("odata/DailyUsage", "$TOP", {"$filter": "calls ge 1"}), ("odata/DirectRoutingCalls", "$Skip", {}),
+                      ("status", "days", {}), ("dashboard", "days", {})]
+UNICODE_NUMBERS = st.characters(categories=("Nd", "Nl", "No"))
+INTEGER_TEXT = st.one_of(
+    st.text(UNICODE_NUMBERS, min_size=1, max_size=4),
+    st.tuples(st.integers(0, 99).map(str), st.text(UNICODE_NUMBERS, min_size=1, max_size=2)).map("".join),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=6),
+    INT_TEXT).filter(clean)
+
+
+def test_integer_parameters_answer_2xx_or_400_naming_them(fuzz):
+    """'²'.isdigit() is true and int('²') raises; int('٣') is 3. Any text in an integer parameter answers 2xx or
+    400 naming that parameter, never a server error."""
+    @bounded(40)
+    @given(which=st.sampled_from(INTEGER_PARAMETERS), text=INTEGER_TEXT)
+    def run(which, text):
+        route, name, params = which
+        response = fuzz["http"].get(f"{fuzz['api']}/{route}", params={**params, name: text}, timeout=60)
+        check_answer(response)
+        if response.status_code >= 300:
+            assert response.status_code == 400 and response.json()["error"].get("target", "").lower() == \
+                name.lower(), f"{route} {name}={text!r}: {response.status_code} {response.text[:200]}"
+        elif not text.strip().isascii():
+            pytest.fail(f"{route} {name}={text!r} was read as a number: {response.text[:200]}")
 
     run()
 
@@ -634,8 +741,8 @@ SIMPLE_PARAMS = {
                           st.text(max_size=10).filter(clean)),
     "feed": st.one_of(st.sampled_from(["pstn", "directRouting", "PSTN", "sms", ""]), st.text(max_size=6).filter(clean)),
     "format": st.one_of(st.sampled_from(["json", "csv", "CSV", "xml", ""]), st.text(max_size=4).filter(clean)),
-    "limit": INT_TEXT, "days": INT_TEXT, "after": skiptoken_option(),
-    "code": st.text(max_size=8).filter(clean), "force": st.text(max_size=3).filter(clean),
+    "limit": st.one_of(st.integers(1, 40).map(str), INT_TEXT), "days": INT_TEXT, "after": skiptoken_option(),
+    "code": CREDENTIAL, "force": st.text(max_size=3).filter(clean),
 }
 
 
@@ -660,11 +767,12 @@ def test_read_routes_answer_every_parameter_value_and_never_write(fuzz):
 
     @bounded(100)
     @given(request=st.sampled_from(["calls", "usage", "status", "dashboard", "health"]).flatmap(
-        lambda route: st.tuples(st.just(route), simple_params(route))), gzip=st.booleans())
-    def run(request, gzip):
+        lambda route: st.tuples(st.just(route), simple_params(route))), gzip=st.booleans(), code=CREDENTIAL)
+    def run(request, gzip, code):
         route, params = request
         if route in ("calls", "usage") and "from" not in params and params:
             params = {**params, "from": DAYS[0].isoformat()}  # most requests get past the required parameter
+        params = {**params, "code": code}  # the key in the query, as Power BI and scripts send it
         headers = {"Accept-Encoding": "gzip"} if gzip else {}
         response = fuzz["http"].get(f"{fuzz['api']}/{route}", params=params, headers=headers, timeout=60)
         check_answer(response)
@@ -676,10 +784,10 @@ def test_read_routes_answer_every_parameter_value_and_never_write(fuzz):
 def test_operator_routes_answer_every_parameter_value(fuzz):
     @bounded(40)
     @given(request=st.sampled_from(["ops/collect", "ops/replay"]).flatmap(
-        lambda route: st.tuples(st.just(route), simple_params(route))))
-    def run(request):
+        lambda route: st.tuples(st.just(route), simple_params(route))), code=CREDENTIAL)
+    def run(request, code):
         route, params = request
-        response = fuzz["http"].post(f"{fuzz['api']}/{route}", params=params, timeout=60)
+        response = fuzz["http"].post(f"{fuzz['api']}/{route}", params={**params, "code": code}, timeout=60)
         check_answer(response)
 
     run()

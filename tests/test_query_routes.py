@@ -1,10 +1,12 @@
 """The query API over real HTTP: the OData feed read by independent clients, paging, pushdown, errors, CSV."""
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import gzip
 import io
+import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +19,8 @@ from shared.config.feeds import FEEDS
 from shared.odata import evaluate, parse_filter
 
 from .collecting import TOKEN, fresh_settings, served_app, sort_key, stored_documents, stored_rows, strip_document
+from .paging_tokens import (assert_no_credential_in_links, byte_changed, forge, payload_of, re_encodings,
+                            token_in)
 
 WEEK = [dt.date(2026, 4, 6) + dt.timedelta(days=i) for i in range(7)]
 SETS = ("PstnCalls", "DirectRoutingCalls", "DailyUsage")
@@ -310,6 +314,218 @@ def test_every_route_declares_its_auth_level(world):
     levels = {r.name: r.auth_level for r in FunctionIndex.of(app).routes}
     assert levels == {"health": "anonymous", "odata": "function", "calls": "function", "usage": "function",
                       "status": "function", "dashboard": "function", "ops_collect": "admin", "ops_replay": "admin"}
+
+
+# --- hardening: links, integer parameters, paging tokens, bounded work ---------------------------------------------
+KEY = "s3cr3t-function-key"  # what a client sends as `code`; keys are not required here, so any value passes
+
+
+@pytest.mark.parametrize("route, params", [
+    ("calls", {"from": "2026-04-06", "to": "2026-04-07", "limit": "5"}),
+    ("calls", {"from": "2026-04-06", "to": "2026-04-07", "limit": "5", "format": "csv"}),
+    ("usage", {"from": "2026-04-06", "to": "2026-04-07", "limit": "3"}),
+    ("usage", {"from": "2026-04-06", "to": "2026-04-07", "limit": "3", "format": "csv"}),
+])
+def test_calls_and_usage_links_never_carry_the_function_key(world, route, params):
+    """The Functions key a client sends as `code` stays out of nextLink and the Link header (which land in saved
+    JSON, CSV tooling, proxies and logs); following the links without the key reads the next pages."""
+    response = requests.get(f"{world['api']}/{route}", params={**params, "code": KEY}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert_no_credential_in_links(response, [KEY])
+    link = response.headers["Link"]
+    assert "code" not in parse_qs(urlsplit(link[1:link.index(">")]).query)
+    if params.get("format") != "csv":
+        assert KEY not in response.json()["nextLink"]
+    second = requests.get(link[1:link.index(">")], timeout=60)
+    assert second.status_code == 200, second.text
+    assert_no_credential_in_links(second, [KEY])
+
+
+def test_odata_links_carry_the_query_options_only(world):
+    """@odata.nextLink keeps the query's own options (names as the client wrote them) and the token; the key and
+    any other parameter the feed does not read (an access token a proxy added, a SAS signature) are dropped."""
+    params = {"$filter": "callType eq 'user_in'", "$SELECT": "id,startDateTime", "$top": "7", "$skip": "2",
+              "code": KEY, "access_token": KEY, "sig": KEY, "foo": "bar"}
+    response = odata(world, params=params, headers={"Prefer": "odata.maxpagesize=3"})
+    assert response.status_code == 200, response.text
+    assert_no_credential_in_links(response, [KEY])
+    link = response.json()["@odata.nextLink"]
+    assert set(parse_qs(urlsplit(link).query)) == {"$filter", "$SELECT", "$top", "$skiptoken"}, link
+    assert KEY not in response.json()["@odata.context"]
+    rows, _ = follow(world, link, headers={"Prefer": "odata.maxpagesize=3"})
+    assert len(response.json()["value"]) + len(rows) == 7
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0663", "\uff15", "1\u0660", "\u2167", "\u00bd", "\U0001d7d9"])
+@pytest.mark.parametrize("route, name, params", [
+    ("calls", "limit", {"from": "2026-04-06"}), ("usage", "limit", {"from": "2026-04-06"}),
+    ("usage", "limit", {"from": "9999-12-31T10:00:00Z", "to": "9999-12-31T23:00:00Z"}),
+    ("odata/PstnCalls", "$top", {}), ("odata/PstnCalls", "$skip", {}), ("odata/DailyUsage", "$TOP", {})])
+def test_unicode_digits_in_integer_parameters_answer_400_naming_them(world, text, route, name, params):
+    """'²'.isdigit() is true and int('²') fails; int('٣') is 3. Integer parameters take ASCII digits only: any
+    other digit answers 400 naming the parameter, never 500, never read as another number."""
+    response = requests.get(f"{world['api']}/{route}", params={**params, name: text}, timeout=60)
+    assert response.status_code == 400, (response.status_code, response.text)
+    assert response.json()["error"]["target"].lower() == name.lower(), response.text
+
+
+@pytest.mark.parametrize("text", ["duration eq \u00b2", "duration eq \u0663", "duration eq 1\u0663",
+                                  "startDateTime ge \u0662\u0660\u0662\u0666-04-07",
+                                  "duration lt \uff15", "duration eq 3\u00b2"])
+def test_unicode_digits_in_filter_literals_answer_400(world, text):
+    """`duration eq ٣` was served as `duration eq 3`; every number, date and time in $filter is ASCII digits."""
+    response = odata(world, params={"$filter": text})
+    assert response.status_code == 400, (response.status_code, response.text[:300])
+    assert response.json()["error"]["target"] == "$filter"
+
+
+def test_prefer_maxpagesize_in_other_digits_is_ignored():
+    """An invalid preference is ignored (RFC 7240): 'odata.maxpagesize=٣' is not a page size of 3. (A unit
+    test: HTTP clients send header values as Latin-1, which cannot spell '٣'.)"""
+    from shared.odata import page_size_from_prefer
+
+    assert page_size_from_prefer("odata.maxpagesize=\u0663", 5000) == (5000, None)
+    assert page_size_from_prefer("odata.maxpagesize=\u00b2", 5000) == (5000, None)
+    assert page_size_from_prefer("odata.maxpagesize=3", 5000) == (3, "odata.maxpagesize=3")
+
+
+def first_token(world, path, params, name, headers=None):
+    if path.startswith("odata/"):
+        response = odata(world, path[len("odata/"):], params, headers)
+        link = response.json()["@odata.nextLink"]
+    else:
+        response = requests.get(f"{world['api']}/{path}", params=params, timeout=60)
+        link = response.json()["nextLink"]
+    assert response.status_code == 200, response.text
+    return token_in(link, name)
+
+
+def test_a_skiptoken_with_a_changed_row_count_is_refused(world):
+    """The forgery of the issue: a $top=3 token whose remaining-rows count is set to 50 returned 50 rows. A
+    token is signed: changing any field answers 400."""
+    headers = {"Prefer": "odata.maxpagesize=1"}
+    token = first_token(world, "odata/PstnCalls", {"$top": "3"}, "$skiptoken", headers)
+    assert payload_of(token)["r"] == 2
+    for forged in (forge(token, r=50), forge(token, i="0"), forge(token, d="2026-04-10"), forge(token, v=1)):
+        response = odata(world, params={"$top": "3", "$skiptoken": forged}, headers=headers)
+        assert response.status_code == 400, f"{payload_of(forged)} answered {response.status_code}"
+        assert response.json()["error"] == {"code": "InvalidSkipToken", "target": "$skiptoken", "message":
+                                            "the paging token is malformed; start again from the first page"}
+    assert odata(world, params={"$top": "3", "$skiptoken": token}, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("path, params, name", [
+    ("odata/PstnCalls", {"$filter": "duration ge 0"}, "$skiptoken"),
+    ("calls", {"from": "2026-04-06", "to": "2026-04-07", "limit": "5"}, "after"),
+    ("usage", {"from": "2026-04-06", "to": "2026-04-07", "limit": "3"}, "after")])
+def test_changed_cut_or_re_encoded_tokens_are_refused(world, path, params, name):
+    """Only the token the service wrote is accepted: a byte changed, the token cut short, the same bytes
+    spelled otherwise (padding, the other base64 alphabet, characters decoders skip), or an unsigned token
+    made the way tokens were made before (which also means tokens issued before signing are refused)."""
+    headers = {"Prefer": "odata.maxpagesize=2"}
+    token = first_token(world, path, params, name, headers)
+    fields = payload_of(token)
+    unsigned = base64.urlsafe_b64encode(json.dumps({**fields, "v": 1}, separators=(",", ":")).encode()).decode()
+    variants = [byte_changed(token, i, 0x01) for i in (0, 5, 17, -1)] + [token[:-1], token[:len(token) // 2]]
+    variants += re_encodings(token) + [unsigned.rstrip("="), forge(token, r=10**6)]
+    code = "InvalidSkipToken" if name == "$skiptoken" else "InvalidToken"
+    for variant in variants:
+        query = {**params, name: variant}
+        response = (odata(world, path[len("odata/"):], query, headers) if path.startswith("odata/")
+                    else requests.get(f"{world['api']}/{path}", params=query, timeout=60))
+        assert response.status_code == 400, f"{variant!r} answered {response.status_code}"
+        assert response.json()["error"]["code"] == code and response.json()["error"]["target"] == name
+
+
+def test_next_links_of_a_range_ending_now_read_the_same_query(world, store):
+    """Without `to` the range ends now; the nextLink pins that end, so its token belongs to the query it resumes
+    (a `to` recomputed on each page made every second page a 400) and the pages add up to the range."""
+    for route, total in (("calls", 2500), ("usage", None)):
+        url, params, rows = f"{world['api']}/{route}", {"from": "2026-04-06", "limit": "400", "feed": "pstn"}, []
+        while url:
+            r = requests.get(url, params=params, timeout=60)
+            assert r.status_code == 200, r.text
+            rows += r.json()["value"]
+            url, params = r.json().get("nextLink"), None
+        if total:
+            assert len(rows) == total and len({row["id"] for row in rows}) == total
+        else:
+            assert sum(row["calls"] for row in rows) == 2500
+
+
+def test_a_calls_token_from_another_query_is_refused(world):
+    token = first_token(world, "calls", {"from": "2026-04-06", "to": "2026-04-07", "limit": "5"}, "after")
+    r = requests.get(f"{world['api']}/calls", timeout=60,
+                     params={"from": "2026-04-06", "to": "2026-04-07", "limit": "6", "after": token})
+    assert r.status_code == 400 and "different query" in r.json()["error"]["message"], r.text
+
+
+def test_skip_is_bounded_and_says_to_follow_next_links(world):
+    """$skip reads and discards the skipped rows in the worker: above MAX_SKIP it is refused with 400 naming
+    $skip and the way to read further (nextLinks); at the maximum it is served."""
+    MAX_SKIP = 10_000  # the documented maximum (README, Routes)
+    for text in (str(MAX_SKIP + 1), "2147483647"):
+        response = odata(world, params={"$skip": text})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["target"] == "$skip" and str(MAX_SKIP) in error["message"] and "nextLink" in error["message"]
+    response = odata(world, params={"$skip": str(MAX_SKIP), "$count": "true"})
+    assert response.status_code == 200 and response.json()["value"] == [] and response.json()["@odata.count"] == 2500
+
+
+def test_limit_and_top_are_bounded(world):
+    from shared.api.calls import MAX_ROWS
+
+    r = requests.get(f"{world['api']}/calls", params={"from": "2026-04-06", "limit": str(MAX_ROWS + 1)}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["target"] == "limit"
+    # $top bounds the rows of the whole query, not of one request: each request reads at most a page.
+    r = odata(world, params={"$top": "2147483647"}, headers={"Prefer": "odata.maxpagesize=7"})
+    assert r.status_code == 200 and len(r.json()["value"]) == 7
+    assert odata(world, params={"$top": "2147483648"}).status_code == 400
+
+
+def test_the_paging_key_is_one_document_shared_by_every_instance(world):
+    """The key that signs tokens is made once, kept in the runs container in a partition no feed has, and read
+    back by any other instance (here: the same process with its cache emptied), so a token one instance wrote
+    is accepted by another. An instance that loses the race to create it reads the winner's."""
+    from shared.stores import keys, open_stores
+    from shared.stores.clients import cosmos_client
+
+    settings = world["settings"]
+    token = first_token(world, "calls", {"from": "2026-04-06", "to": "2026-04-07", "limit": "5"}, "after")
+    runs = cosmos_client(settings).get_database_client(settings.cosmos_database) \
+        .get_container_client(settings.cosmos_runs_container)
+    stored = list(runs.query_items("SELECT * FROM c WHERE c.id = @id", enable_cross_partition_query=True,
+                                   parameters=[{"name": "@id", "value": keys.PAGING_KEY_ID}]))
+    assert len(stored) == 1 and stored[0]["pk"] == keys.PAGING_KEY_PK and stored[0]["pk"] not in FEEDS
+    first = open_stores(settings).paging_key
+
+    class LosesTheRace:
+        """The runs container as an instance sees it that read before another instance created the key."""
+        def __init__(self, container):
+            self.container, self.missed = container, False
+
+        def read_item(self, *args, **kwargs):
+            if not self.missed:
+                self.missed = True
+                from azure.cosmos.exceptions import CosmosResourceNotFoundError
+                raise CosmosResourceNotFoundError(message="not yet")
+            return self.container.read_item(*args, **kwargs)
+
+        def create_item(self, body):
+            return self.container.create_item(body)
+
+    saved = dict(keys._cache)
+    keys._cache.clear()
+    try:
+        assert keys.paging_key(LosesTheRace(runs), ("race",)) == first
+        assert open_stores(settings).paging_key == first
+    finally:
+        keys._cache.clear()
+        keys._cache.update(saved)
+    r = requests.get(f"{world['api']}/calls", timeout=60,
+                     params={"from": "2026-04-06", "to": "2026-04-07", "limit": "5", "after": token})
+    assert r.status_code == 200, r.text
 
 
 # --- privacy -------------------------------------------------------------------------------------------------------

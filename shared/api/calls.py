@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Callable, Mapping
-from urllib.parse import urlencode
 
 from ..config.feeds import DAILY_USAGE, DEFAULT_FEED, FEEDS
 from ..instants import canonical_instant, format_instant
 from ..odata.model import entity_set
 from ..stores import Stores
-from ..stores.reader import PartitionedReader, QuerySpec, read_page
+from ..stores.reader import QuerySpec, read_page
 from ..stores.rows import COSMOS_SYSTEM_FIELDS, DERIVED_FIELDS
 from .http import Response, bad_request, csv_lines, json_response, known_params
 from .privacy import mask_row
-from .tokens import TokenError, decode_token, encode_token, fingerprint
+from .tokens import TokenError, decode_token, encode_token, fingerprint, next_link
 
 MAX_ROWS = 50_000
 MAX_DAYS = 366
 HIDDEN = (set(DERIVED_FIELDS) - {"day"}) | set(COSMOS_SYSTEM_FIELDS)
+# What each route reads; its nextLink carries these and nothing else (never `code`, the Functions key).
+CALLS_PARAMS = frozenset({"from", "to", "user", "callType", "feed", "format", "limit", "after"})
+USAGE_PARAMS = frozenset({"from", "to", "user", "feed", "format", "limit", "after"})
 
 
 def _instant(name: str, text: str, end: bool) -> str:
@@ -46,6 +48,12 @@ def _instant(name: str, text: str, end: bool) -> str:
         # 0001-01-01T00:00:00+01:00 is before year 1 in UTC, and the day after 9999-12-31 does not exist.
         raise bad_request("InvalidParameter", f"{name} is out of range (years 0001 to 9999 in UTC), "
                                               f"got {text[:40]!r}", name) from None
+
+
+def _pinned(p: dict[str, str], upper: str) -> dict[str, str]:
+    """The parameters with `to` as this request resolved it: a `to` left to default to now would move on the next
+    page, making it another query (its token refused) with other rows."""
+    return p if p.get("to") else {**p, "to": upper}
 
 
 def _range(p: dict[str, str], now: dt.datetime) -> tuple[str, str]:
@@ -69,8 +77,10 @@ def _choice(p: dict[str, str], name: str, choices: tuple[str, ...], default: str
 
 def _limit(p: dict[str, str]) -> int:
     text = p.get("limit") or str(MAX_ROWS)
-    if not text.isdigit() or not 1 <= int(text[:7]) <= MAX_ROWS or len(text) > 7:
-        raise bad_request("InvalidParameter", f"limit must be a whole number from 1 to {MAX_ROWS}", "limit")
+    # ASCII digits only: str.isdigit() is also true of '²' and '٣', which int() refuses or reads as 3.
+    if not (text.isascii() and text.isdigit()) or len(text) > 7 or not 1 <= int(text) <= MAX_ROWS:
+        raise bad_request("InvalidParameter", f"limit must be a whole number from 1 to {MAX_ROWS} (ASCII digits), "
+                                              f"got {text[:40]!r}", "limit")
     return int(text)
 
 
@@ -83,10 +93,11 @@ def _user_clause(p: dict[str, str], conditions: list[str], params: list[dict]) -
 def calls(params: Mapping[str, str], stores: Stores, base_url: str, mask: bool = False,
           now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
     """The rows of one feed (`feed`, default DEFAULT_FEED) in a time range; `mask`: the PRIVACY_MASK setting."""
-    p = known_params(params, {"from", "to", "user", "callType", "feed", "format", "limit", "after"})
+    p = known_params(params, CALLS_PARAMS)
     feed = FEEDS[_choice(p, "feed", tuple(FEEDS), DEFAULT_FEED)]
     fmt = _choice(p, "format", ("json", "csv"), "json")
     lower, upper = _range(p, now())
+    p = _pinned(p, upper)
     conditions = ["c.startUtc >= @from", "c.startUtc < @to"]
     sql_params = [{"name": "@from", "value": lower}, {"name": "@to", "value": upper}]
     _user_clause(p, conditions, sql_params)
@@ -101,15 +112,16 @@ def calls(params: Mapping[str, str], stores: Stores, base_url: str, mask: bool =
     spec = QuerySpec(" AND ".join(conditions), tuple(sql_params), lower[:10], upper[:10], sort_path="startUtc")
     columns = ["day"] + [prop.name for prop in entity_set(feed.entity_set).entity_type.properties
                          if prop.name != "day"]
-    return _answer(stores.reader(feed.name), spec, p, fmt, columns, base_url, "/calls", mask)
+    return _answer(stores, feed.name, spec, p, fmt, columns, base_url, "/calls", CALLS_PARAMS, mask)
 
 
 def usage(params: Mapping[str, str], stores: Stores, base_url: str,
           now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> Response:
     """Daily usage summaries from the summaries container."""
-    p = known_params(params, {"from", "to", "user", "feed", "format", "limit", "after"})
+    p = known_params(params, USAGE_PARAMS)
     fmt = _choice(p, "format", ("json", "csv"), "json")
     lower, upper = _range(p, now())
+    p = _pinned(p, upper)
     # Summaries are per UTC day: a day is in range when it starts inside [from, to). No day starts after
     # 9999-12-31, whose day after does not exist.
     if lower[10:] == "T00:00:00.0000000Z":
@@ -129,26 +141,26 @@ def usage(params: Mapping[str, str], stores: Stores, base_url: str,
     columns = [prop.name for prop in entity_set(DAILY_USAGE.entity_set).entity_type.properties
                if prop.name != "id"]
     if first > last:
+        _limit(p)  # refused alike whether or not the range holds a day
         return _render([], None, p, fmt, columns, base_url, "/usage")
-    return _answer(stores.reader(DAILY_USAGE.name), spec, p, fmt, columns, base_url, "/usage")
+    return _answer(stores, DAILY_USAGE.name, spec, p, fmt, columns, base_url, "/usage", USAGE_PARAMS)
 
 
-def _answer(reader: PartitionedReader, spec: QuerySpec, p: dict[str, str], fmt: str, columns: list[str],
-            base_url: str, route: str, mask: bool = False) -> Response:
+def _answer(stores: Stores, table: str, spec: QuerySpec, p: dict[str, str], fmt: str, columns: list[str],
+            base_url: str, route: str, carried: frozenset[str], mask: bool = False) -> Response:
     limit = _limit(p)
     key = fingerprint(route, spec.where, spec.params, spec.first_day, spec.last_day, limit)
     after = None
     if p.get("after"):
         try:
-            after, _ = decode_token(p["after"], key)
+            after, _ = decode_token(stores.paging_key, p["after"], key)
         except TokenError as exc:
             raise bad_request("InvalidToken", str(exc), "after") from None
-    page = read_page(reader, spec, limit, after)
+    page = read_page(stores.reader(table), spec, limit, after)
     next_url = None
     if page.next_cursor is not None:
-        query = {k: v for k, v in p.items() if k != "after"}
-        query["after"] = encode_token(page.next_cursor, key)
-        next_url = f"{base_url}{route}?{urlencode(query)}"
+        token = encode_token(stores.paging_key, page.next_cursor, key)
+        next_url = next_link(f"{base_url}{route}", p, carried, "after", token)
     rows = [{k: v for k, v in doc.items() if k not in HIDDEN} for doc in page.rows]
     if mask:
         rows = [mask_row(row) for row in rows]

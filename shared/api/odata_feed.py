@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Mapping
-from urllib.parse import urlencode
 
+from ..odata.options import SUPPORTED
 from ..odata import context_url, entity_sets, metadata_xml, parse_options, service_document, time_range, to_sql
 from ..stores import Stores
 from ..stores.reader import PartitionedReader, QuerySpec, ReadLog, read_page
 from .http import HttpError, Response, bad_request, json_response
 from .privacy import MASKED_FIELDS, filtered_properties, mask_row
-from .tokens import TokenError, decode_token, encode_token, fingerprint
+from .tokens import TokenError, decode_token, encode_token, fingerprint, next_link
 
 log = logging.getLogger("odata")
 
@@ -27,6 +27,9 @@ MAX_PAGE_SIZE = 5000
 JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 ODATA_HEADERS = {"OData-Version": "4.0"}
 MIDNIGHT = "T00:00:00.0000000Z"
+# What a nextLink carries besides its $skiptoken: the query options, never $skip (the token resumes after the
+# skipped rows) and never a parameter the feed does not read (`code`, the Functions key, or any other).
+CARRIED = tuple(name for name in SUPPORTED if name not in ("$skip", "$skiptoken"))
 
 
 def handle(path: str, params: Mapping[str, str], headers: Mapping[str, str], base_url: str, stores: Stores,
@@ -92,7 +95,7 @@ def _collection(entity, count_only: bool, params: Mapping[str, str], headers: Ma
     after, remaining = None, options.top
     if options.skiptoken:
         try:
-            after, remaining = decode_token(options.skiptoken, key)
+            after, remaining = decode_token(stores.paging_key, options.skiptoken, key)
         except TokenError as exc:
             raise bad_request("InvalidSkipToken", str(exc), "$skiptoken") from None
     skip = 0 if options.skiptoken else (options.skip or 0)
@@ -108,9 +111,8 @@ def _collection(entity, count_only: bool, params: Mapping[str, str], headers: Ma
     shape = _shape(entity, options.select)
     body["value"] = [_project(shape, mask_row(doc) if mask else doc) for doc in page_rows]
     if next_cursor is not None:
-        query = {k: v for k, v in params.items() if k.lower() not in ("$skiptoken", "$skip", "code")}
-        query["$skiptoken"] = encode_token(next_cursor, key, remaining)
-        body["@odata.nextLink"] = f"{base_url}/{name}?{urlencode(query)}"
+        token = encode_token(stores.paging_key, next_cursor, key, remaining)
+        body["@odata.nextLink"] = next_link(f"{base_url}/{name}", params, CARRIED, "$skiptoken", token)
     extra = {"Preference-Applied": options.preference_applied} if options.preference_applied else {}
     log.info("odata %s: %d rows from %d day partition(s)", name, len(page_rows), len(set(reader.log.days)))
     return json_response(body, headers={**ODATA_HEADERS, **extra, **_read_headers(reader)}, content_type=JSON_TYPE)

@@ -20,13 +20,15 @@ TYPED = "typed"          # prefix'text', e.g. duration'PT1H' or binary'..': not 
 IDENT = "ident"          # names, keywords; may contain dots (qualified names) or start with $ or @
 EOF_KIND = "end"
 
+# Digits are ASCII [0-9], never \d: to Python's \d, '٣' (Arabic-Indic three) is a digit that int() and Decimal
+# read as 3, so `duration eq ٣` would be served as `duration eq 3`; OData's ABNF DIGIT is ASCII.
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![\w.:-])")
 # OData's dateTimeOffsetValue; the zone is optional here (a missing zone means UTC), and " hh:mm" is read as
 # "+hh:mm" because an unencoded '+' in a URL query arrives as a space.
-_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)"
-                       r"(Z|z|[+-]\d{2}:\d{2}| \d{2}:\d{2}(?![\w.:-]))?(?![\w.:+-])")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\w.:-])")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[mMdDfFlL]?(?![\w.])")
+_DATETIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)"
+                       r"(Z|z|[+-][0-9]{2}:[0-9]{2}| [0-9]{2}:[0-9]{2}(?![\w.:-]))?(?![\w.:+-])")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\w.:-])")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[mMdDfFlL]?(?![\w.])")
 _IDENT = re.compile(r"[$@]?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _SPACE = re.compile(r"[ \t\r\n]+")
 _SINGLE = {"(": LPAREN, ")": RPAREN, ",": COMMA, "/": SLASH, ":": COLON}
@@ -99,7 +101,7 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(DATETIME, m.group(), i, m.group(1) + zone))
             i = m.end()
             continue
-        if re.match(r"\d{4}-\d{2}-\d{2}T", text[i:i + 11]):
+        if re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T", text[i:i + 11]):
             raise syntax_error("malformed DateTimeOffset literal (expected e.g. 2026-05-04T00:00:00Z)", i)
         m = _DATE.match(text, i)
         if m:
@@ -111,8 +113,10 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(NUMBER, m.group(), i))
             i = m.end()
             continue
-        if ch.isdigit() or ch == "-":
+        if "0" <= ch <= "9" or ch == "-":
             raise syntax_error(f"malformed number or date near '{text[i:i + 20]}'", i)
+        if ch.isnumeric():
+            raise syntax_error(f"'{ch}' (U+{ord(ch):04X}) is not an ASCII digit: numbers are written with 0-9", i)
         m = _IDENT.match(text, i)
         if m:
             end = m.end()

@@ -23,11 +23,14 @@ def _invalid(kind: str, text: str, why: str, pos: int) -> ODataError:
 
 def parse_number(text: str, pos: int) -> Literal:
     """An Int64 literal (`42`, `-7`, `42L`) or a decimal one (`0.5`, `1e3`, `5m`); out-of-range values are 400."""
+    if not text.isascii():
+        # int() and Decimal() read any Unicode digit ('٣' as 3); OData literals are written in ASCII.
+        raise _invalid("number", text, "numbers are written with the ASCII digits 0-9", pos)
     body = text
     suffix = ""
     if body[-1] in "mMdDfFlL":
         body, suffix = body[:-1], body[-1].lower()
-    is_int = suffix in ("", "l") and all(ch.isdigit() or ch == "-" for ch in body)
+    is_int = suffix in ("", "l") and all("0" <= ch <= "9" or ch == "-" for ch in body)
     if is_int:
         if len(body.lstrip("-")) > 19 or abs(int(body)) > INT64_MAX:
             raise _invalid("integer", text, "out of range (at most 19 digits, |x| <= 9223372036854775807)", pos)

@@ -10,12 +10,19 @@ from .model import EntitySet, entity_set as find_entity_set
 from .nodes import Node
 
 MAX_INT = 2**31 - 1
+# Skipped rows are read and discarded by the worker, so $skip is what one request costs: at most two full pages
+# of rows. Clients reading further follow the nextLinks (server-driven paging, as Power BI does), whose
+# $skiptoken resumes by key and costs nothing extra.
+MAX_SKIP = 10_000
 MAX_ORDERBY_ITEMS = 3
 SUPPORTED = ("$filter", "$select", "$orderby", "$top", "$skip", "$count", "$skiptoken", "$format")
 NOT_IMPLEMENTED = ("$expand", "$search", "$apply", "$compute", "$deltatoken", "$levels", "$index",
                    "$schemaversion")
+SKIP_ADVICE = ("; skipped rows are read and discarded, so to read further follow each page's @odata.nextLink "
+               "(server-driven paging) instead of a larger $skip")
 _ORDERBY_ITEM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\s+(asc|desc))?$")
-_MAXPAGESIZE = re.compile(r"^\s*(?:odata\.)?maxpagesize\s*=\s*\"?(\d{1,10})\"?\s*$", re.IGNORECASE)
+# re.ASCII: a size is written in ASCII digits ('٣' is a digit to Python's \d).
+_MAXPAGESIZE = re.compile(r"^\s*(?:odata\.)?maxpagesize\s*=\s*\"?(\d{1,10})\"?\s*$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,14 @@ def _shown(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _non_negative(name: str, text: str) -> int:
+def _non_negative(name: str, text: str, maximum: int = MAX_INT, why: str = "") -> int:
     value = text.strip()
+    # ASCII digits only: str.isdigit() is also true of '²' (which int() refuses) and '٣' (which it reads as 3).
     if not value.isascii() or not value.isdigit():
-        raise _bad("InvalidQueryOption", f"{name} must be a non-negative integer, not '{_shown(text)}'.", name)
-    if len(value) > 10 or int(value) > MAX_INT:
-        raise _bad("InvalidQueryOption", f"{name} must be at most {MAX_INT}.", name)
+        raise _bad("InvalidQueryOption", f"{name} must be a non-negative integer in ASCII digits, not "
+                   f"'{_shown(text)}'.", name)
+    if len(value) > 10 or int(value) > maximum:
+        raise _bad("InvalidQueryOption", f"{name} must be at most {maximum}{why}.", name)
     return int(value)
 
 
@@ -189,7 +198,7 @@ def parse_options(entity_set: str, params: dict[str, str], prefer_header: str | 
         select=_select(entity, options["$select"]) if "$select" in options else None,
         orderby=_orderby(entity, options["$orderby"]) if "$orderby" in options else (),
         top=_non_negative("$top", options["$top"]) if "$top" in options else None,
-        skip=_non_negative("$skip", options["$skip"]) if "$skip" in options else None,
+        skip=_non_negative("$skip", options["$skip"], MAX_SKIP, SKIP_ADVICE) if "$skip" in options else None,
         count=_count(options["$count"]) if "$count" in options else False,
         skiptoken=skiptoken,
         page_size=page_size,

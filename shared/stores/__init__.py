@@ -6,6 +6,7 @@
     stores.summaries              # SummaryStore: the derived daily usage documents
     stores.archive                # Archive: raw Graph pages and run manifests in Blob storage
     stores.reader("pstn")         # PartitionedReader of a feed's or derived table's rows, for the query routes
+    stores.paging_key             # the secret (bytes) that signs the query routes' paging tokens (keys.py)
     stores.check()                # {"cosmos": None, "blob": None}, or the exception a store raised
 
 The collector, every route, the command line, status and health get their containers here: which container
@@ -23,6 +24,7 @@ from ..config.settings import Settings
 from .archive import Archive
 from .calls import CallStore
 from .clients import blob_service, cosmos_client
+from .keys import paging_key
 from .ledger import Ledger
 from .reader import PartitionedReader, ReadLog
 from .summaries import SummaryStore
@@ -47,6 +49,14 @@ class Stores:
     @cached_property
     def archive(self) -> Archive:
         return Archive(self._blob_container())
+
+    @cached_property
+    def paging_key(self) -> bytes:
+        """The key that signs paging tokens, shared by every instance; read from the runs container once per
+        process (created there by the first instance that needs it)."""
+        s = self._settings
+        container = self._database.get_container_client(s.cosmos_runs_container)
+        return paging_key(container, (s.cosmos_endpoint, s.cosmos_database, s.cosmos_runs_container))
 
     def reader(self, table: str, log: ReadLog | None = None) -> PartitionedReader:
         """Ordered, partition-by-partition reads of a feed's or derived table's rows."""
