@@ -252,6 +252,20 @@ def test_calls_route_json_and_csv_agree_with_the_store(world, store):
     assert table[0]["duration"] == str(want[0]["duration"])
 
 
+def test_calls_csv_is_spreadsheet_safe_by_default_and_raw_on_request(world, store):
+    """A phone number opens as the text Graph sent (a leading quote keeps a spreadsheet from reading `+1...` as
+    a number or formula); csv=raw gives programs the values unchanged."""
+    params = {"from": "2026-04-07", "to": "2026-04-07", "format": "csv", "limit": "50"}
+    safe = list(csv.DictReader(io.StringIO(requests.get(f"{world['api']}/calls", params=params).text)))
+    raw = list(csv.DictReader(io.StringIO(requests.get(f"{world['api']}/calls", params={**params, "csv": "raw"}).text)))
+    assert [r["id"] for r in safe] == [r["id"] for r in raw] and raw
+    numbers = [(s["callerNumber"], r["callerNumber"], store[r["id"]]["callerNumber"]) for s, r in zip(safe, raw)
+               if (store[r["id"]]["callerNumber"] or "").startswith("+")]
+    assert numbers and all(s == "'" + stored and r == stored for s, r, stored in numbers)
+    bad = requests.get(f"{world['api']}/calls", params={**params, "csv": "excel"})
+    assert bad.status_code == 400 and bad.json()["error"]["target"] == "csv"
+
+
 def test_calls_route_pages_with_a_link_header(world, store):
     params = {"from": "2026-04-06", "to": "2026-04-12", "limit": "1000", "callType": "user_in,user_out"}
     ids, url = [], f"{world['api']}/calls"

@@ -26,8 +26,8 @@ MAX_ROWS = 50_000
 MAX_DAYS = 366
 HIDDEN = (set(DERIVED_FIELDS) - {"day"}) | set(COSMOS_SYSTEM_FIELDS)
 # What each route reads; its nextLink carries these and nothing else (never `code`, the Functions key).
-CALLS_PARAMS = frozenset({"from", "to", "user", "callType", "feed", "format", "limit", "after"})
-USAGE_PARAMS = frozenset({"from", "to", "user", "feed", "format", "limit", "after"})
+CALLS_PARAMS = frozenset({"from", "to", "user", "callType", "feed", "format", "csv", "limit", "after"})
+USAGE_PARAMS = frozenset({"from", "to", "user", "feed", "format", "csv", "limit", "after"})
 
 
 def _instant(name: str, text: str, end: bool) -> str:
@@ -170,8 +170,10 @@ def _answer(stores: Stores, table: str, spec: QuerySpec, p: dict[str, str], fmt:
 def _render(rows: list[dict], next_url: str | None, p: dict[str, str], fmt: str, columns: list[str],
             base_url: str, route: str) -> Response:
     headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+    # Spreadsheet-safe unless a program asks for the values as they are (csv=raw).
+    safe = _choice(p, "csv", ("safe", "raw"), "safe") == "safe"
     if fmt == "csv":
-        body = "".join(csv_lines(columns, rows)).encode()
+        body = "".join(csv_lines(columns, rows, safe=safe)).encode()
         name = route.strip("/")
         return Response(200, body, {"Content-Type": "text/csv; charset=utf-8",
                                     "Content-Disposition": f'attachment; filename="{name}.csv"', **headers})
