@@ -5,6 +5,11 @@ Documents (container COSMOS_RUNS_CONTAINER, partition key /pk = the feed name):
   run:{runId}:{day}    one run's outcome for the day (kept as history)
   meta                 the feed's coverage start, fixed on the first run
   backfill:{id}        an operator's request to collect a date range again; done when every day succeeded
+
+Runs of the same feed work at once (a timer run, a manual run, one that stalled past its lease), so every write
+that depends on what was read is conditional: a replace carries the etag of the version read, a first write is a
+create. When another run wrote in between, the write fails, the document is read again and the decision made
+again on what it now says, a bounded number of times. No write puts back what another run wrote.
 """
 from __future__ import annotations
 
@@ -20,6 +25,36 @@ from ..instants import days_between, now_iso
 from .rows import COSMOS_SYSTEM_FIELDS
 
 FIRST_RUN_LOOKBACK_DAYS = 30
+
+# Reads and conditional writes one decision may take when other runs keep writing the same document. Each lost
+# write means another run made progress, so a handful is plenty; past it the caller gets the safe answer.
+WRITE_ATTEMPTS = 5
+
+
+class LedgerContention(RuntimeError):
+    """Other runs kept changing a ledger document between this run's read and its write."""
+
+
+def _body(doc: dict) -> dict:
+    """The document as written back: without the fields Cosmos DB sets itself."""
+    return {k: v for k, v in doc.items() if k not in COSMOS_SYSTEM_FIELDS}
+
+
+class _Conflict(Exception):
+    """Another writer changed (or removed) the document since it was read."""
+
+
+def _guarded(container, doc: dict, read: dict | None) -> None:
+    """Write `doc` only if the document is still as `read` left it (absent when `read` is None); raises
+    _Conflict when it is not."""
+    try:
+        if read is None:
+            container.create_item(_body(doc))
+        else:
+            container.replace_item(doc["id"], _body(doc), etag=read["_etag"],
+                                   match_condition=MatchConditions.IfNotModified)
+    except (CosmosAccessConditionFailedError, CosmosResourceExistsError, CosmosResourceNotFoundError) as exc:
+        raise _Conflict() from exc
 
 
 @dataclass(frozen=True)
@@ -62,6 +97,16 @@ class DayOutcome:
         return out
 
 
+def _holds(state: dict, run_id: str) -> bool:
+    """Whether a run may still write the day's state: it holds the lease, or the lease was released and the
+    last run recorded is this one (or none). A released lease with another run's id means that run took the day
+    after ours lapsed and finished it."""
+    owner = (state.get("lease") or {}).get("owner")
+    if owner is not None:
+        return owner == run_id
+    return state.get("lastRunId") in (None, run_id)
+
+
 def new_run_id(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -77,8 +122,13 @@ class Ledger:
         """COVERAGE_START if set; else the day fixed on the feed's first run (30 days before it), fixing it
         now if this is the first run. Only a collection calls this: a read must not fix the start."""
         start, fixed = self._coverage(feed, configured, today)
-        if not fixed:
-            self._container.upsert_item({"id": "meta", "pk": feed, "coverageStart": start.isoformat()})
+        if fixed:
+            return start
+        try:
+            _guarded(self._container, {"id": "meta", "pk": feed, "coverageStart": start.isoformat()}, None)
+        except _Conflict:
+            # Another first run fixed it a moment ago: its start is the feed's start, for this run too.
+            return self._coverage(feed, configured, today)[0]
         return start
 
     def planned_coverage_start(self, feed: str, configured: dt.date | None, today: dt.date) -> dt.date:
@@ -114,45 +164,51 @@ class Ledger:
     # --- leases ---------------------------------------------------------------------------------------
     def acquire(self, feed: str, day: str, owner: str, seconds: float) -> LeaseResult:
         """Take the day's lease unless another live run holds it. The etag makes two racing runs see each
-        other: only one replace (or create) wins."""
-        now = self.clock()
-        lease = {"owner": owner, "until": now_iso(now + dt.timedelta(seconds=seconds))}
-        try:
-            state = self._container.read_item(f"day:{day}", partition_key=feed)
-        except CosmosResourceNotFoundError:
-            try:
-                self._container.create_item({"id": f"day:{day}", "pk": feed, "kind": "day", "feed": feed,
-                                            "day": day, "status": "running", "lease": lease})
-                return LeaseResult(True)
-            except CosmosResourceExistsError:
+        other: only one replace (or create) wins, and the loser decides again on what the winner wrote."""
+        for _ in range(WRITE_ATTEMPTS):
+            now = self.clock()
+            lease = {"owner": owner, "until": now_iso(now + dt.timedelta(seconds=seconds))}
+            state = self._day_state(feed, day)
+            if state is None:
+                fresh = {"id": f"day:{day}", "pk": feed, "kind": "day", "feed": feed, "day": day,
+                         "status": "running", "lease": lease}
+                try:
+                    _guarded(self._container, fresh, None)
+                    return LeaseResult(True)
+                except _Conflict:
+                    continue
+            held = state.get("lease") or {}
+            if held.get("owner") not in (None, owner) and held.get("until", "") > now_iso(now):
                 return LeaseResult(False)
-        held = state.get("lease") or {}
-        if held.get("owner") not in (None, owner) and held.get("until", "") > now_iso(now):
-            return LeaseResult(False)
-        lapsed = held.get("owner") if held.get("owner") not in (None, owner) else None
-        state["lease"] = lease
-        try:
-            self._container.replace_item(state["id"], state, etag=state["_etag"],
-                                        match_condition=MatchConditions.IfNotModified)
-            return LeaseResult(True, lapsed)
-        except CosmosAccessConditionFailedError:
-            return LeaseResult(False)
+            lapsed = held.get("owner") if held.get("owner") not in (None, owner) else None
+            try:
+                _guarded(self._container, {**state, "lease": lease}, state)
+                return LeaseResult(True, lapsed)
+            except _Conflict:
+                continue
+        # Others kept writing the day: whoever they are, the day is busy, and skipping it is the safe answer.
+        return LeaseResult(False)
 
     def renew(self, feed: str, day: str, owner: str, seconds: float) -> bool:
         """Extend our own lease; False when the lease is no longer ours."""
+        for _ in range(WRITE_ATTEMPTS):
+            state = self._day_state(feed, day)
+            if state is None or (state.get("lease") or {}).get("owner") != owner:
+                return False
+            lease = {"owner": owner, "until": now_iso(self.clock() + dt.timedelta(seconds=seconds))}
+            try:
+                _guarded(self._container, {**state, "lease": lease}, state)
+                return True
+            except _Conflict:
+                continue
+        # Not sure the lease is still ours: the caller stops writing the day, which is always safe.
+        return False
+
+    def _day_state(self, feed: str, day: str) -> dict | None:
         try:
-            state = self._container.read_item(f"day:{day}", partition_key=feed)
+            return self._container.read_item(f"day:{day}", partition_key=feed)
         except CosmosResourceNotFoundError:
-            return False
-        if (state.get("lease") or {}).get("owner") != owner:
-            return False
-        state["lease"] = {"owner": owner, "until": now_iso(self.clock() + dt.timedelta(seconds=seconds))}
-        try:
-            self._container.replace_item(state["id"], state, etag=state["_etag"],
-                                        match_condition=MatchConditions.IfNotModified)
-            return True
-        except CosmosAccessConditionFailedError:
-            return False
+            return None
 
     # --- outcomes -------------------------------------------------------------------------------------
     def day_shape(self, feed: str, day: str) -> dict | None:
@@ -163,31 +219,37 @@ class Ledger:
             return None
         return state.get("shape")
 
-    def record(self, outcome: DayOutcome) -> None:
-        """Write the run's record and update the day's state, releasing the lease."""
+    def record(self, outcome: DayOutcome) -> bool:
+        """Write the run's record and update the day's state, releasing the lease. The day's state is updated
+        only while this run holds the day: a run whose lease lapsed and was taken by another run keeps its own
+        run record but leaves the day (its status, counts and the other run's lease) to the run that took it.
+        True when the day's state now tells this run's outcome."""
         doc = {"id": f"run:{outcome.run_id}:{outcome.day}", "pk": outcome.feed, "kind": "run", **outcome.as_dict()}
-        self._container.upsert_item(doc)
+        self._container.upsert_item(doc)  # this run's own document: nothing another run writes
         if outcome.outcome == "skipped":
-            return
-
-        try:
-            state = self._container.read_item(f"day:{outcome.day}", partition_key=outcome.feed)
-        except CosmosResourceNotFoundError:
-            state = {"id": f"day:{outcome.day}", "pk": outcome.feed, "kind": "day", "feed": outcome.feed,
-                     "day": outcome.day}
-        if (state.get("lease") or {}).get("owner") not in (None, outcome.run_id):
-            # Another run took the lease after ours expired: leave the day's state to it.
-            return
-        state.update({"status": outcome.outcome, "lastRunId": outcome.run_id, "lastRunAt": outcome.ended,
-                      "lease": None})
-        if outcome.outcome == "succeeded":
-            state.update({"lastSuccessAt": outcome.ended, "rows": outcome.rows, "pages": outcome.pages,
-                          "lastError": None, "shape": outcome.shape})
-        else:
-            state["lastError"] = outcome.error
-        for system_field in COSMOS_SYSTEM_FIELDS:
-            state.pop(system_field, None)
-        self._container.upsert_item(state)
+            return False
+        for _ in range(WRITE_ATTEMPTS):
+            read = self._day_state(outcome.feed, outcome.day)
+            if read is not None and not _holds(read, outcome.run_id):
+                return False
+            state = dict(read) if read is not None else {
+                "id": f"day:{outcome.day}", "pk": outcome.feed, "kind": "day", "feed": outcome.feed,
+                "day": outcome.day}
+            state.update({"status": outcome.outcome, "lastRunId": outcome.run_id, "lastRunAt": outcome.ended,
+                          "lease": None})
+            if outcome.outcome == "succeeded":
+                state.update({"lastSuccessAt": outcome.ended, "rows": outcome.rows, "pages": outcome.pages,
+                              "lastError": None, "shape": outcome.shape})
+            else:
+                state["lastError"] = outcome.error
+            try:
+                _guarded(self._container, state, read)
+                return True
+            except _Conflict:
+                continue
+        raise LedgerContention(f"feed {outcome.feed} day {outcome.day}: the day's state changed under each of "
+                               f"{WRITE_ATTEMPTS} attempts to record run {outcome.run_id}; the run's record is "
+                               f"kept, the day's state was left as the other runs wrote it")
 
     # --- backfill requests -----------------------------------------------------------------------------
     def request_backfill(self, feed: str, first: dt.date, last: dt.date, requested_by: str = "operator") -> dict:
@@ -205,17 +267,36 @@ class Ledger:
         return sorted(items, key=lambda b: b["requestedAt"])
 
     def settle_backfills(self, feed: str) -> list[dict]:
-        """Mark done every pending request whose days all succeeded in a run that began after it was made."""
+        """Mark done every pending request whose days all succeeded in a run that began after it was made.
+        A request another run settled meanwhile is left as that run wrote it (and not reported again)."""
         states = self.day_states(feed)
         done = []
         for request in self.backfills(feed, pending_only=True):
             days = days_between(dt.date.fromisoformat(request["from"]), dt.date.fromisoformat(request["to"]))
-            if all((states.get(d.isoformat(), {}).get("lastSuccessAt") or "") >= request["requestedAt"]
-                   for d in days):
-                request.update({"status": "done", "completedAt": now_iso(self.clock())})
-                self._container.upsert_item({k: v for k, v in request.items() if not k.startswith("_")})
-                done.append(request)
+            if not all((states.get(d.isoformat(), {}).get("lastSuccessAt") or "") >= request["requestedAt"]
+                       for d in days):
+                continue
+            settled = self._settle(feed, request)
+            if settled is not None:
+                done.append(settled)
         return done
+
+    def _settle(self, feed: str, request: dict) -> dict | None:
+        read = request
+        for _ in range(WRITE_ATTEMPTS):
+            if read is None or read.get("status") != "pending":
+                return None
+            settled = {**_body(read), "status": "done", "completedAt": now_iso(self.clock())}
+            try:
+                _guarded(self._container, settled, read)
+                return settled
+            except _Conflict:
+                try:
+                    read = self._container.read_item(request["id"], partition_key=feed)
+                except CosmosResourceNotFoundError:
+                    read = None
+        # Still pending and still contended: the next run's settle tries again.
+        return None
 
     def runs(self, feed: str, day: str | None = None, since: str | None = None) -> list[dict]:
         """Run records of a feed, oldest first: of one day, or of every day since a start time."""

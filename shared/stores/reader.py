@@ -35,8 +35,9 @@ class ReadLog:
     days: list[str] = field(default_factory=list)
 
 
-# A day range longer than this is clamped to the stored days (two one-row queries) before it is read day by day.
-CLAMP_AFTER_DAYS = 31
+# A range of at most this many days is read day by day, empty days too; a longer or open one visits only the days
+# that hold rows. Finding the next such day costs a one-row query, so reading a short range directly is cheaper.
+DIRECT_READ_DAYS = 3
 
 
 class PartitionedReader:
@@ -49,42 +50,66 @@ class PartitionedReader:
             return self.container.query_items(sql, parameters=params, enable_cross_partition_query=True, **kwargs)
         return self.container.query_items(sql, parameters=params, partition_key=day, **kwargs)
 
-    def _edge_day(self, descending: bool) -> str | None:
-        # Two one-row cross-partition reads bound an open range; each later read names its day.
-        order = "DESC" if descending else "ASC"
-        for value in self._query(f"SELECT TOP 1 VALUE c.day FROM c ORDER BY c.day {order}", []):
+    def days(self, spec: QuerySpec, after: Cursor | None = None) -> Iterator[str]:
+        """The day partitions a read visits, in its order, from the cursor's day on; lazily, so a page that
+        fills early asks for no more.
+
+        A filter's bound may lie centuries from the data (startDateTime ge 0001-01-01, day le 9999-12-31), and
+        one stored row may too (Graph writes 0001-01-01T00:00:00Z for "never"): a day-by-day walk between the
+        edges would cost a query for each calendar day in between, 739,000 from year 1 to now. So past a few
+        days the read goes from one day that holds matching rows to the next, each found by a one-row
+        cross-partition query, and costs two queries per such day, whatever lies between them.
+        (SELECT DISTINCT VALUE c.day would find them all in one query on Cosmos DB, but the local server has
+        no DISTINCT.)"""
+        first, last = spec.first_day, spec.last_day
+        if after is not None:
+            if spec.descending:
+                last = after.day if last is None else min(last, after.day)
+            else:
+                first = after.day if first is None else max(first, after.day)
+        if first is not None and last is not None:
+            if last < first:
+                return
+            short = _short_range(first, last)
+            if short is not None:
+                yield from reversed(short) if spec.descending else short
+                return
+        day = None
+        while True:
+            day = self._next_day(spec, first, last, day)
+            if day is None:
+                return
+            yield day
+
+    def _next_day(self, spec: QuerySpec, first: str | None, last: str | None, previous: str | None) -> str | None:
+        """The next day in read order within [first, last], after `previous`, that holds a row matching the
+        filter; None when there is none."""
+        conditions, params = [], list(spec.params)
+        start, end = (last, first) if spec.descending else (first, last)
+        start_op, past_op, end_op = ("<=", "<", ">=") if spec.descending else (">=", ">", "<=")
+        if previous is not None:
+            conditions.append(f"c.day {past_op} @walkPast")
+            params.append({"name": "@walkPast", "value": previous})
+        elif start is not None:
+            conditions.append(f"c.day {start_op} @walkStart")
+            params.append({"name": "@walkStart", "value": start})
+        if end is not None:
+            conditions.append(f"c.day {end_op} @walkEnd")
+            params.append({"name": "@walkEnd", "value": end})
+        if spec.where:
+            conditions.append(f"({spec.where})")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        order = "DESC" if spec.descending else "ASC"
+        for value in self._query(f"SELECT TOP 1 VALUE c.day FROM c{where} ORDER BY c.day {order}", params):
             return value
         return None
-
-    def days(self, spec: QuerySpec) -> list[str]:
-        first = spec.first_day or self._edge_day(False)
-        last = spec.last_day or self._edge_day(True)
-        if first is None or last is None or last < first:
-            return []
-        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-        if (end - start).days > CLAMP_AFTER_DAYS:
-            # A filter's bound may lie centuries from the data (startDateTime ge 0001-01-01, day le 9999-12-31):
-            # one query per day in between would be up to 3.6 million queries for one request. Past a month, a
-            # given bound is moved to the first or last stored day.
-            lowest = self._edge_day(False) if spec.first_day else first
-            highest = self._edge_day(True) if spec.last_day else last
-            if lowest is None or highest is None:
-                return []
-            start = max(start, dt.date.fromisoformat(lowest))
-            end = min(end, dt.date.fromisoformat(highest))
-            if end < start:
-                return []
-        days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-        return days[::-1] if spec.descending else days
 
     def rows(self, spec: QuerySpec, after: Cursor | None = None,
              batch: int | Callable[[], int] = 1000) -> Iterator[tuple[str, dict]]:
         """(day, document) in order, lazily, starting after the cursor. `batch` is the rows asked of each
         query answer, or a function giving it when a day's query starts (how many rows the caller still needs:
         a page that ends early in a day should not fetch the whole day)."""
-        days = self.days(spec)
-        if after is not None:
-            days = [d for d in days if (d <= after.day if spec.descending else d >= after.day)]
+        days = self.days(spec, after)
         direction = "DESC" if spec.descending else "ASC"
         beyond = "<" if spec.descending else ">"
         for day in days:
@@ -129,6 +154,18 @@ class Page:
     rows: list[dict]
     next_cursor: Cursor | None
     remaining: int | None       # rows `$top` still allows after this page (None: no $top)
+
+
+def _short_range(first: str, last: str) -> list[str] | None:
+    """Every day from `first` to `last` when they are at most DIRECT_READ_DAYS apart, else None (a bound that is
+    not a calendar day, such as one past 9999-12-31, is never short)."""
+    try:
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    except ValueError:
+        return None
+    if (end - start).days >= DIRECT_READ_DAYS:
+        return None
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
 def read_page(reader: PartitionedReader, spec: QuerySpec, page_size: int, after: Cursor | None = None,
