@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from devstack.graphsim.server import GraphSimulator
+from shared.collect.day import FAR_FROM_DAY, far_from_window
 from shared.collect.run import run_days, run_scheduled, scheduled_work
 from shared.config.feeds import FEEDS
-from shared.collect.windows import day_window
+from shared.collect.windows import Window, day_window
 
 from .collecting import (TOKEN, archive_blobs, assert_store_equals_truth, fresh_settings, manifests,
                          new_collector, stored_rows)
+from .graph_proxy import GraphProxy, first_page
 
 ROOT = Path(__file__).resolve().parent.parent
 D1 = dt.date(2026, 5, 4)
@@ -287,3 +290,56 @@ def test_a_live_run_keeps_its_lease_and_a_dead_runs_lease_frees_quickly(stack, s
     time.sleep(2.2)
     taken = collector.ledger.acquire("pstn", DAYS[1].isoformat(), "next-run", 2)
     assert taken and taken.took_over_from == "dead-run"  # the ledger says whose work it picked up
+
+
+# --- rows far from their day ------------------------------------------------------------------------------------
+
+def test_far_from_the_day_means_more_than_a_day_outside_its_window():
+    window = Window(_at(D1, 0), _at(D1 + dt.timedelta(days=1), 0))
+    assert FAR_FROM_DAY == dt.timedelta(days=1)
+    for instant in (window.start, window.end, window.start - FAR_FROM_DAY, window.end + FAR_FROM_DAY,
+                    _at(D1 - dt.timedelta(days=1), 3)):  # the evening before, a call that ran past midnight
+        assert not far_from_window(instant, window), instant
+    for instant in (window.start - FAR_FROM_DAY - dt.timedelta(microseconds=1),
+                    window.end + FAR_FROM_DAY + dt.timedelta(seconds=1),
+                    dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc),           # Graph's "never"
+                    dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)):
+        assert far_from_window(instant, window), instant
+
+
+@pytest.mark.parametrize("subwindows", ["1", "4"])
+def test_rows_far_from_their_day_are_kept_and_warned_about_once(stack, sim, caplog, subwindows):
+    # The simulator sends no such row: a proxy in front of it sets two rows' start to Graph's "never" and to a
+    # year far ahead (a clock bug), and a third to the evening before (near: no warning for it).
+    proxy = GraphProxy(sim.url)
+    try:
+        def far_starts(document: dict) -> None:
+            rows = document["value"]
+            rows[0]["startDateTime"] = "0001-01-01T00:00:00Z"
+            rows[1]["startDateTime"] = "2099-03-01T12:00:00Z"
+            if subwindows == "1":  # in a sub-window it is a stray, rightly: see the fall-back tests
+                rows[2]["startDateTime"] = f"{D1 - dt.timedelta(days=1)}T20:00:00Z"
+
+        proxy.rewrite(first_page, far_starts)
+        settings = fresh_settings(stack, proxy.url, FEEDS="pstn", SUBWINDOWS=subwindows)
+        with caplog.at_level(logging.WARNING, logger="collector"):
+            outcome = run_days(settings, [PSTN], D1, D1).outcomes[0]
+    finally:
+        proxy.close()
+    assert outcome.outcome == "succeeded" and outcome.rows == 2500
+    assert outcome.windows == int(subwindows)  # far rows are no sign of Graph ignoring the time of day
+    stored = {d["id"]: d for d in stored_rows(settings)}
+    assert len(stored) == 2500 and {"0001-01-01", "2099-03-01"} <= {d["day"] for d in stored.values()}
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "collect.farRows"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    record = warnings[0]
+    assert record.levelno == logging.WARNING
+    assert (record.feed, record.day, record.rows, record.timeField) == ("pstn", D1.isoformat(), 2, "startDateTime")
+    assert (record.earliest, record.latest) == ("0001-01-01T00:00:00Z", "2099-03-01T12:00:00Z")
+    assert record.runId == outcome.run_id and "0001-01-01T00:00:00Z" in record.getMessage()
+
+
+def test_a_day_without_far_rows_does_not_warn(settings, sim, caplog):
+    with caplog.at_level(logging.WARNING, logger="collector"):
+        assert run_days(settings, [PSTN], D1, D1).outcomes[0].outcome == "succeeded"
+    assert not [r for r in caplog.records if getattr(r, "event", None) == "collect.farRows"]

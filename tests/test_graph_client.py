@@ -558,6 +558,9 @@ def test_invalid_json_page_is_a_page_error(graph, sim):
     assert err.value.url == first.next_link and first.next_link in str(err.value)
     assert (stats(client).requests, stats(client).pages, stats(client).rows) == (2, 1, 1000)
     assert list(window) == [] and len(graph_log(sim)) == 2
+    # The refused page's bytes go with the error (the collector archives them as rejected); not in its text.
+    assert hashlib.sha256(err.value.body).hexdigest() == graph_log(sim)[1]["sha256"]
+    assert err.value.body.decode("utf-8", "replace") not in str(err.value)
 
 
 # --- the shared rate limit against the simulator -------------------------------------------------------
@@ -818,6 +821,73 @@ def test_next_link_to_another_host_is_not_followed(canned, canned_client):
     with pytest.raises(GraphPageError, match="another origin"):
         list(client.pages("getPstnCalls", DAY, NEXT_DAY))
     assert canned.seen == [first]
+
+
+@pytest.fixture
+def bystander():
+    """A second real listener on another port: a nextLink that tricks the client sends the token here."""
+    server = CannedGraph()
+    yield server
+    server.close()
+
+
+# Each a nextLink Graph never sends; {ours} is the canned server (GRAPH_ENDPOINT), {other} the bystander.
+HOSTILE_NEXT_LINKS = {
+    # urllib.parse reads the host after the @, urllib3 (so requests) the one before the backslash.
+    "backslash before @": ("http://{other}\\@{ours}/v1.0/steal?$skip=1000", "backslash"),
+    "backslash after our host": ("http://{ours}\\@{other}/steal", "backslash"),
+    "encoded backslash in userinfo": ("http://{other}%5C@{ours}/steal", "userinfo"),
+    "userinfo on our host": ("http://graph-user@{ours}/steal", "userinfo"),
+    "our host as userinfo": ("http://{ours}@{other}/steal", "userinfo"),
+    "space": ("http://{ours}/steal ?$skip=1000", "whitespace"),
+    "tab in the host": ("http://{other}\t@{ours}/steal", "whitespace or a control"),
+    "header injection": ("http://{ours}/steal\r\nHost: {other}", "control"),
+    "NUL": ("http://{ours}\x00@{other}/steal", "control"),
+    "ideographic space": ("http://{ours}/steal\u3000", "whitespace"),
+    "zero-width space in the host": ("http://{ours}\u200b/steal", "control"),
+    "another scheme": ("https://{ours}/steal", "another origin"),
+    "another port": ("http://{other}/steal", "another origin"),
+    "another host name": ("http://localhost:{ours_port}/steal", "another origin"),
+    "no scheme": ("//{other}/steal", "another origin"),
+    "a port urllib3 cannot read": ("http://127.0.0.1:x/steal", "not a URL the HTTP client can parse"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE_NEXT_LINKS))
+def test_a_hostile_next_link_is_refused_before_any_request_leaves(canned, canned_client, bystander, shape):
+    template, reason = HOSTILE_NEXT_LINKS[shape]
+    ours, other = urlsplit(canned.url).netloc, urlsplit(bystander.url).netloc
+    link = template.format(ours=ours, other=other, ours_port=urlsplit(canned.url).port)
+    first = urlsplit(day_url(canned.url)).path
+    canned.page(first, [{"id": "1"}], link)
+    bystander.page(urlsplit(link).path or "/", [{"id": "stolen"}])  # answers, so a leak would show, not hang
+    client = canned_client()
+    try:
+        list(client.pages("getPstnCalls", DAY, NEXT_DAY))
+    except Exception as exc:
+        error = exc
+    else:
+        error = None
+    assert bystander.seen == [] and canned.seen == [first]  # no request left after the first page
+    assert isinstance(error, GraphPageError), error
+    assert reason in str(error) and "not following it with our token" in str(error) and repr(link) in str(error)
+    assert error.body == canned.script[first][0][2]  # the refused page, for the rejected archive
+    assert stats(client).requests == 1 and TOKEN not in str(error)
+
+
+@pytest.mark.parametrize("tail", [
+    "/v1.0/communications/callRecords/getPstnCalls(from=2024-05-01,to=2024-05-02)?$skip=1000",
+    # Percent-encoded, the characters refused above are ordinary query text.
+    "/p?$skip=1000&$skiptoken=a%20b%5Cc%40d%0A%E3%80%80",
+    "/p(fromDateTime=2024-05-01T00:00:00Z,toDateTime=2024-05-02T00:00:00Z)?$skip=1000&$top=1000",
+])
+def test_ordinary_next_links_are_still_followed_verbatim(canned, canned_client, bystander, tail):
+    first = urlsplit(day_url(canned.url)).path
+    canned.page(first, [{"id": "1"}], canned.url + tail)
+    canned.page(tail, [{"id": "2"}])
+    pages = list(canned_client().pages("getPstnCalls", DAY, NEXT_DAY))
+    assert rows_of(pages) == [{"id": "1"}, {"id": "2"}] and canned.seen == [first, tail]
+    assert bystander.seen == []
 
 
 def test_retry_after_as_an_http_date(canned, canned_client):

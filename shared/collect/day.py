@@ -4,7 +4,10 @@ rows, and record the outcome.
 `DayCollection.run()` reads top to bottom. The object owns everything the day needs and nothing outlives it:
 the plan, the manifest, the writer, the lease and the counters. Its rules:
 - nothing of a page is written before the page is archived (replay can always rebuild what was written);
-- a page with a row the store cannot hold writes nothing, and fails the day;
+- a page with a row the store cannot hold writes nothing, and fails the day; so does a page the Graph client
+  refused (not a page, a bad nextLink): either is archived as page-NNNNN.rejected.json, and the manifest says why;
+- a row whose time is far from the day (Graph's "never", 0001-01-01, or a clock bug) is stored like any other,
+  and the day warns about such rows once, with how many and the earliest and latest;
 - a day either succeeds or is recorded failed with its error (the next run retries it); a failure never
   deletes anything, because rows are only ever upserted.
 """
@@ -21,10 +24,12 @@ from dataclasses import dataclass
 from ..config.feeds import Feed
 from ..config.settings import Settings
 from ..derive.summaries import refresh_summaries
+from ..graph.errors import GraphPageError
 from ..instants import format_instant, now_iso, parse_instant
 from ..stores import Stores
 from ..stores.archive import Manifest, PageEntry, run_prefix
 from ..stores.calls import DayWriter
+from ..stores.rows import RowError
 from ..stores.outages import unreachable
 from ..stores.ledger import DayOutcome
 from .day_shape import DayShape, ShapeCounter, plan
@@ -38,6 +43,35 @@ MAX_WINDOW_THREADS = 64
 ASSUMED_PAGE_SECONDS = 2.0
 # Prefix of a day's error when a store did not answer at all: the run stops, as every later day would fail too.
 STORE_UNREACHABLE = "store unreachable: "
+# How far outside its day's window a row's time must be to be worth a warning. Rows just outside are ordinary
+# (the README keeps them): the window already is the day in TIME_ZONE, so no zone offset explains more than a
+# few hours, and a call that began before the window and ended in it began less than a day before. Graph's
+# "never" (0001-01-01T00:00:00Z) and a clock bug are years away, so the margin does not hide them.
+FAR_FROM_DAY = dt.timedelta(days=1)
+
+
+def far_from_window(instant: dt.datetime, window: Window, margin: dt.timedelta = FAR_FROM_DAY) -> bool:
+    """Whether a row's time lies more than `margin` before the window's start or after its end."""
+    return instant < window.start - margin or instant > window.end + margin
+
+
+class FarRows:
+    """The rows of a day whose time is far from it, by id: a row that two windows return (an inclusive bound, a
+    fall-back to whole days) is one row."""
+
+    def __init__(self):
+        self._times: dict[str, dt.datetime] = {}
+
+    def add(self, row_id: str, instant: dt.datetime) -> None:
+        self._times[row_id] = instant
+
+    @property
+    def count(self) -> int:
+        return len(self._times)
+
+    def span(self) -> tuple[dt.datetime, dt.datetime]:
+        """The earliest and the latest time; only when count > 0."""
+        return min(self._times.values()), max(self._times.values())
 
 
 class LeaseLost(RuntimeError):
@@ -72,8 +106,9 @@ class DayCollection:
         # Set when sub-windows returned rows outside themselves: Graph ignored the time part of the window,
         # so the run reads this feed in whole days from now on.
         self.fell_back_to_whole_days = False
-        self._lock = threading.Lock()  # the manifest, the shape counter and the stray count, across windows
+        self._lock = threading.Lock()  # the manifest, the shape counter, the strays and far rows, across windows
         self._strays = 0
+        self._far = FarRows()
         self._counter = ShapeCounter(self.window)
         self._lease_lock = threading.Lock()
         self._renewed = 0.0
@@ -110,6 +145,7 @@ class DayCollection:
                 self.writer.finish()  # let batches in flight land or fail before the day is recorded
             except Exception:
                 pass
+        self._warn_far_rows()
         self._count(self.graph.stats.snapshot() - stats_before)
         self._keep_manifest()
         self._refresh_derived()
@@ -149,39 +185,107 @@ class DayCollection:
             self.manifest.subwindows.append({"start": format_instant(window.start),
                                              "end": format_instant(window.end)})
         previous_rows = None
-        for page in self.graph.pages(self.feed.graph_function, window.start, window.end):
-            # The loop variable would keep this page alive while the next one is fetched and parsed: with
-            # every window doing that, a big day holds twice the pages it needs. Hold the parts instead, each
-            # only as long as it is used (the body until archived, the rows until stored).
-            body, rows = page.body, page.rows
-            del page
-            with self._lock:
-                number = len(self.manifest.pages) + 1
-                self.manifest.pages.append(PageEntry("", "", len(body), len(rows), label))
-            upload = uploads.submit(self.archive.put_page, self.prefix, number, body)
-            del body
-            # The page uploads while its rows are checked, hashed and compared (a re-scan's two largest
-            # costs); a page that fails the checks is still archived, and the manifest names it.
-            try:
-                pending = self.writer.classify(rows)
-            except BaseException:
-                with suppress(Exception):
-                    self._archived(number, upload.result())
-                raise
-            self._archived(number, upload.result())
-            self.writer.write(pending)
-            del pending  # its rows, like the page's, must not wait here for the next page
-            self._keep_lease()
-            starts = [self._start(row) for row in rows]
-            del rows
-            inside = [t for t in starts if t is not None and self._inside(t, window)]
-            with self._lock:
-                self._strays += len(starts) - len(inside)
-                for instant in inside:
+        try:
+            for page in self.graph.pages(self.feed.graph_function, window.start, window.end):
+                # The loop variable would keep this page alive while the next one is fetched and parsed: with
+                # every window doing that, a big day holds twice the pages it needs. Hold the parts instead,
+                # each only as long as it is used (the body until archived, the rows until stored).
+                body, rows = page.body, page.rows
+                del page
+                with self._lock:
+                    number = len(self.manifest.pages) + 1
+                    self.manifest.pages.append(PageEntry("", "", len(body), len(rows), label))
+                upload = uploads.submit(self.archive.put_page, self.prefix, number, body)
+                # The page uploads while its rows are checked, hashed and compared (a re-scan's two largest
+                # costs); a page whose rows the store refuses is kept under its rejected name instead.
+                try:
+                    pending = self.writer.classify(rows)
+                except RowError as exc:
+                    self._reject(number, upload, body, exc)
+                    raise
+                except BaseException:
+                    with suppress(Exception):
+                        self._archived(number, upload.result())
+                    raise
+                del body
+                self._archived(number, upload.result())
+                self.writer.write(pending)
+                del pending  # its rows, like the page's, must not wait here for the next page
+                self._keep_lease()
+                self._note(rows, window)
+                with self._lock:
+                    if previous_rows is not None:
+                        self._counter.full_page(previous_rows)  # it was followed by this one: a full page
+                previous_rows = len(rows)
+                del rows
+        except GraphPageError as exc:
+            # Only the Graph client raises this here, for a page it refused; it hands over the page's bytes.
+            if exc.body is not None:
+                self._keep_refused(exc.body, label, exc)
+            raise
+
+    def _note(self, rows: list[dict], window: Window) -> None:
+        """Count a stored page's rows: those inside the window for the day's shape, those outside it as strays,
+        those far from the day for the warning. A row far from the day says nothing about how Graph reads
+        sub-windows, so it is no stray: one such row must not make every re-scan read the day twice."""
+        starts = [(row, self._start(row)) for row in rows]
+        with self._lock:
+            for row, instant in starts:
+                if instant is None:
+                    continue
+                if self._inside(instant, window):
                     self._counter.add(instant)
-                if previous_rows is not None:
-                    self._counter.full_page(previous_rows)  # it was followed by this one: a full page
-            previous_rows = len(starts)
+                elif far_from_window(instant, self.window):
+                    self._far.add(row["id"], instant)
+                else:
+                    self._strays += 1
+
+    def _reject(self, number: int, upload, body: bytes, exc: BaseException) -> None:
+        """Keep a page whose rows the store refused as page-NNNNN.rejected.json, and drop the copy that was
+        uploading under its accepted name meanwhile. The manifest entry says why either way; the day fails with
+        the store's error, not with an archive error met here."""
+        why = describe(exc)
+        accepted = ("", "")
+        with suppress(Exception):
+            accepted = upload.result()
+        try:
+            kept = self.archive.put_page(self.prefix, number, body, rejected=True)
+        except Exception as archive_exc:
+            log.warning("feed %s day %s: could not archive refused page %d as rejected: %s", self.feed.name,
+                        self.day_text, number, describe(archive_exc))
+            kept = accepted
+        with self._lock:
+            entry = self.manifest.pages[number - 1]
+            (entry.name, entry.sha256), entry.rejected = kept, why
+        if accepted[0] and kept[0] != accepted[0]:
+            try:
+                self.archive.discard(accepted[0])
+            except Exception as archive_exc:
+                log.warning("feed %s day %s: could not remove %s, kept as rejected too (the manifest names the "
+                            "rejected copy): %s", self.feed.name, self.day_text, accepted[0], describe(archive_exc))
+
+    def _keep_refused(self, body: bytes, label: str, exc: GraphPageError) -> None:
+        """Archive a page the Graph client refused as page-NNNNN.rejected.json, named in the manifest with why."""
+        with self._lock:
+            number = len(self.manifest.pages) + 1
+            self.manifest.pages.append(PageEntry("", "", len(body), 0, label, rejected=describe(exc)))
+        try:
+            self._archived(number, self.archive.put_page(self.prefix, number, body, rejected=True))
+        except Exception as archive_exc:
+            log.warning("feed %s day %s: could not archive refused page %d: %s", self.feed.name, self.day_text,
+                        number, describe(archive_exc))
+
+    def _warn_far_rows(self) -> None:
+        far = self._far
+        if not far.count:
+            return
+        earliest, latest = (format_instant(instant) for instant in far.span())
+        log.warning("feed %s day %s: %d stored rows have a %s more than %s outside the day's window "
+                    "(earliest %s, latest %s); kept as sent", self.feed.name, self.day_text, far.count,
+                    self.feed.time_field, FAR_FROM_DAY, earliest, latest,
+                    extra={"event": "collect.farRows", "feed": self.feed.name, "day": self.day_text,
+                           "runId": self.run_id, "rows": far.count, "timeField": self.feed.time_field,
+                           "earliest": earliest, "latest": latest})
 
     def _archived(self, number: int, stored: tuple[str, str]) -> None:
         with self._lock:
@@ -201,7 +305,7 @@ class DayCollection:
 
     def _count(self, stats) -> None:
         outcome = self.outcome
-        outcome.rows = sum(p.rows for p in self.manifest.pages)
+        outcome.rows = sum(p.rows for p in self.manifest.pages if p.rejected is None)
         outcome.pages = len(self.manifest.pages)
         outcome.retries = stats.retries
         outcome.throttled_seconds = round(stats.throttle_wait_seconds, 3)

@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Generator
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util import parse_url
 
 from ..config.credentials import graph_credential
 from ..config.settings import Settings
@@ -82,14 +84,55 @@ def build_function_url(endpoint: str, version: str, function: str, start: dateti
             f"(fromDateTime={format_datetime(start)},toDateTime={format_datetime(end)})")
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def _urllib3_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of `url` as urllib3's parse_url reads it (requests 2.31 picked the connection so)."""
+    parts = parse_url(url)
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.host or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _urlsplit_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of `url` as urllib.parse reads it (requests 2.32 and later pick the connection so)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def next_link_problem(next_link: str, origin: tuple[str, str, int | None]) -> str | None:
+    """Why a nextLink must not be followed with the token, or None when it may: it must name `origin`
+    (scheme, host, port) and nothing that parsers read differently.
+
+    The bearer token goes with every request. urllib.parse and urllib3 disagree on some URLs (a backslash before
+    an @ ends the host for urllib3, not for urllib.parse), and requests has used each to choose where to
+    connect, so a link is refused unless both read the same origin; and what such tricks are made of
+    (userinfo, backslashes, whitespace, control characters, a non-ASCII host) is refused outright: Graph's
+    nextLinks hold none of it.
+    """
+    for ch in next_link:
+        if ch == "\\":
+            return "holds a backslash"
+        if unicodedata.category(ch)[0] in ("C", "Z"):  # control, format, unassigned; space and separators
+            return f"holds whitespace or a control character ({ch!r})"
     try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        port = -1
-    return scheme, (parts.hostname or "").lower(), port
+        parsed = parse_url(next_link)
+        split = urlsplit(next_link)
+        ours, theirs = _urllib3_origin(next_link), _urlsplit_origin(next_link)
+    except ValueError as exc:  # urllib3's LocationParseError is one, and so is urlsplit's bad port
+        return f"is not a URL the HTTP client can parse ({exc})"
+    if parsed.auth is not None or "@" in split.netloc:
+        return "carries userinfo (user@host)"
+    if not split.netloc.isascii():
+        return "has a host that is not ASCII"
+    if ours != theirs:
+        return f"names one origin to urllib3 ({_show(ours)}) and another to urllib.parse ({_show(theirs)})"
+    if ours != origin:
+        return f"points at {_show(ours)}, another origin than GRAPH_ENDPOINT ({_show(origin)})"
+    return None
+
+
+def _show(origin: tuple[str, str, int | None]) -> str:
+    scheme, host, port = origin
+    return f"{scheme or '(no scheme)'}://{host or '(no host)'}:{port if port is not None else '(no port)'}"
 
 
 # --- client --------------------------------------------------------------------------------------------
@@ -120,7 +163,7 @@ class GraphClient:
         # Beyond this a Retry-After is not slept through but reported: a run has a time budget to keep.
         self._max_retry_after = max_retry_after
         self._refresh_margin = token_refresh_margin
-        self._origin = _origin(settings.graph_endpoint)
+        self._origin = _urlsplit_origin(settings.graph_endpoint)
         self._counters = GraphCounters()
         self._token_lock = threading.Lock()
         self._access_token = None  # azure.core AccessToken
@@ -179,11 +222,16 @@ class GraphClient:
 
     def _read_page(self, function: str, number: int, url: str, guard: LoopGuard) -> Page:
         body = self._fetch(url)
-        document, rows = parse_page(url, body)
-        next_link = next_link_of(url, document)
-        if next_link is not None:
-            guard.follow(number, url, rows, next_link)
-            self._check_next_link(url, next_link)
+        try:
+            document, rows = parse_page(url, body)
+            next_link = next_link_of(url, document)
+            if next_link is not None:
+                self._check_next_link(url, next_link)
+                guard.follow(number, url, rows, next_link)
+        except GraphPageError as exc:
+            # The collector archives a refused page as rejected, for diagnosis: it needs the bytes.
+            exc.body = body
+            raise
         self._counters.add(pages=1, rows=len(rows), bytes_received=len(body))
         log.debug("Graph page %d of %s: %d rows, %d bytes, more: %s", number, function, len(rows), len(body),
                   next_link is not None)
@@ -289,11 +337,10 @@ class GraphClient:
                 self._sleep(wait)
 
     def _check_next_link(self, url: str, next_link: str) -> None:
-        # The bearer token goes with every request: a nextLink to another host would hand it to that host.
-        if _origin(next_link) != self._origin:
-            raise GraphPageError(f"Graph page points its nextLink at another origin than GRAPH_ENDPOINT "
-                                 f"({self._settings.graph_endpoint}); not following it with our token; "
-                                 f"nextLink: {next_link}; page url: {url}", url=url)
+        problem = next_link_problem(next_link, self._origin)
+        if problem is not None:
+            raise GraphPageError(f"Graph page's nextLink {problem}; not following it with our token; "
+                                 f"nextLink: {next_link!r}; page url: {url}", url=url)
 
     def _permission_help(self) -> str:
         endpoint = self._settings.graph_endpoint.rstrip("/")

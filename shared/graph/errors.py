@@ -46,7 +46,15 @@ class GraphRetriesExhaustedError(GraphError):
 
 
 class GraphPageError(GraphError):
-    """A page that cannot be trusted: not JSON, not an object with a `value` list, or a bad nextLink."""
+    """A page that cannot be trusted: not JSON, not an object with a `value` list, or a bad nextLink.
+
+    `body` is the page as received when there was one (the collector keeps it in the archive as a rejected
+    page): bytes Graph sent, never anything of the request, so never a token. It stays out of the message.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, body: bytes | None = None):
+        super().__init__(message, url=url)
+        self.body = body
 
 
 class GraphPagingLoopError(GraphPageError):

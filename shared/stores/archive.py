@@ -2,7 +2,8 @@
 
 Layout:  {feed}/{apiVersion}/{yyyy}/{mm}/{dd}/{runId}/page-00001.json
          {feed}/{apiVersion}/{yyyy}/{mm}/{dd}/{runId}/manifest.json
-A page that could not be parsed is kept as page-00001.rejected.json, for diagnosis, and never replayed.
+A page the collector refused (not a page at all, a bad nextLink, or a row the store cannot hold) is kept as
+page-00001.rejected.json, for diagnosis, and never replayed; its manifest entry says why it was refused.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class PageEntry:
     bytes: int
     rows: int
     window: str
+    rejected: str | None = None  # why the page was refused; None for a page that was stored
 
 
 @dataclass
@@ -68,6 +70,11 @@ class Archive:
                                    content_settings=ContentSettings(content_type="application/json"))
         return name, hashlib.sha256(body).hexdigest()
 
+    def discard(self, name: str) -> None:
+        """Delete one blob: a page's copy under its accepted name once the page was refused and kept under its
+        rejected one, so that no page-NNNNN.json of a run holds a page that was not stored."""
+        self._container.delete_blob(name)
+
     def put_manifest(self, prefix: str, manifest: Manifest) -> str:
         name = f"{prefix}manifest.json"
         self._container.upload_blob(name, manifest.to_json(), overwrite=True,
@@ -78,7 +85,9 @@ class Archive:
         return self._container.download_blob(name).readall()
 
     def manifests(self, feed: str, api_version: str, day: dt.date) -> list[dict]:
-        """Every run manifest of a day, oldest run first (run ids sort by time)."""
-        names = sorted(b.name for b in self._container.list_blobs(name_starts_with=day_prefix(feed, api_version, day))
-                       if b.name.endswith("/manifest.json"))
-        return [json.loads(self.read(n)) for n in names]
+        """Every run manifest of a day, oldest run first: by start (milliseconds), then run id. A run id has
+        whole seconds and a random tail, so two runs started in one second would sort by chance on it alone."""
+        names = [b.name for b in self._container.list_blobs(name_starts_with=day_prefix(feed, api_version, day))
+                 if b.name.endswith("/manifest.json")]
+        found = [json.loads(self.read(n)) for n in names]
+        return sorted(found, key=lambda m: (m.get("started") or "", m.get("runId") or ""))
