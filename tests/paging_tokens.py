@@ -30,11 +30,17 @@ def _encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def _payload_start(data: bytes) -> int:
+    # The payload is JSON whose first key is "v"; a signature in front of it is random bytes, which can hold a
+    # "{" but (all but never) this whole opening.
+    return data.index(b'{"v":')
+
+
 def forge(token: str, **changes) -> str:
     """The token with fields of its JSON payload changed (e.g. r=50, the rows $top still allows), everything
     else (a signature in front of it, if any) kept as it was: what a client can do without the key."""
     data = _decode(token)
-    start = data.index(b"{")
+    start = _payload_start(data)
     payload = json.loads(data[start:])
     payload.update(changes)
     return _encode(data[:start] + json.dumps(payload, separators=(",", ":")).encode())
@@ -42,7 +48,7 @@ def forge(token: str, **changes) -> str:
 
 def payload_of(token: str) -> dict:
     data = _decode(token)
-    return json.loads(data[data.index(b"{"):])
+    return json.loads(data[_payload_start(data):])
 
 
 def byte_changed(token: str, index: int, xor: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import string
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -607,7 +608,7 @@ PAGED_QUERIES = [
     ("usage", {"from": DAYS[0].isoformat(), "limit": "1"}, "after"),
 ]
 ONE_ROW_PAGES = {"Prefer": "odata.maxpagesize=1"}
-BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+BASE64URL = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 
 
 def paged_get(fuzz, path: str, params: dict) -> requests.Response:
