@@ -1,17 +1,46 @@
 """`make run`: start the local stack, collect yesterday against the simulator, then serve the API on :7071.
 
-Ctrl-C stops the HTTP server and every process the stack started.
+Ctrl-C, SIGTERM or SIGHUP (a closed terminal) stop the HTTP server and every process the stack started, in
+order; if this process is killed outright, the kernel ends the services (see devstack/stack.py), and the next
+start stops whatever is left of the stack it recorded in .devstack/.
+
+The ports and the state folder can be moved with DEVSTACK_BLOB_PORT, DEVSTACK_COSMOS_PORT, DEVSTACK_GRAPH_PORT,
+DEVSTACK_API_PORT and DEVSTACK_STATE_DIR (defaults 10000, 8081, 8765, 7071 and .devstack).
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
-from .stack import ROOT, Stack, StackError
+from .stack import (DEFAULT_PORTS, ROOT, Stack, StackError, StopSignal, die_with_parent, port_in_use_message,
+                    _port_open, signals_stop)
 
 PORT = 7071
+
+
+def _port_setting(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise StackError(f"{name}={raw!r} is not a port number (1-65535)")
+    return port
+
+
+def configured_stack() -> tuple[Stack, int]:
+    """The stack and API port make run uses: the defaults, or the DEVSTACK_* overrides."""
+    ports = {name: _port_setting(f"DEVSTACK_{name.upper()}_PORT", default) for name, default in DEFAULT_PORTS.items()}
+    api = _port_setting("DEVSTACK_API_PORT", PORT)
+    state = Path(os.environ.get("DEVSTACK_STATE_DIR") or ROOT / ".devstack")
+    return Stack(ports=ports, state_dir=state), api
 
 
 def localhost_keys():
@@ -22,6 +51,10 @@ def localhost_keys():
 
 
 def main() -> int:
+    # Before anything is started: from here on SIGTERM and SIGHUP unwind through the finally blocks below, and
+    # if `make` itself is killed outright this process hears of it and stops the stack too.
+    signals_stop()
+    die_with_parent(signal.SIGTERM)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("localhost").setLevel(logging.WARNING)
@@ -33,12 +66,19 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 2
     started = time.monotonic()
-    stack = Stack()
+    interrupted: StopSignal | None = None
     try:
+        stack, api_port = configured_stack()
+        if _port_open(api_port):
+            raise StackError(port_in_use_message("the API", api_port, stack.state_dir))
         stack.start()
     except StackError as exc:
         print(f"could not start the local stack: {exc}", file=sys.stderr)
         return 1
+    except StopSignal as stop:  # Stack.start stopped what it had started
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
     try:
         os.environ.update(stack.app_env())
         from shared.config.settings import load_settings
@@ -51,18 +91,26 @@ def main() -> int:
             return 2
         ensure_stores(settings)
         summary = first_run(settings)
-        server = serve()
-        print_summary(summary, time.monotonic() - started, stack)
+        server = serve(api_port)
+        print_summary(summary, time.monotonic() - started, stack, api_port)
         try:
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             server.server_close()
+    except StopSignal as stop:
+        interrupted = stop
+    except KeyboardInterrupt:
+        pass
     finally:
-        stack.stop()
-        print("\nstopped the local stack.")
-    return 0
+        try:
+            stack.stop()
+        except KeyboardInterrupt:  # a second Ctrl-C or signal while stopping: Stack.stop killed the rest
+            pass
+        try:
+            print("\nstopped the local stack.", flush=True)
+        except OSError:  # the terminal is gone (SIGHUP)
+            pass
+    return 128 + interrupted.signum if interrupted else 0
 
 
 def first_run(settings) -> list[str]:
@@ -79,16 +127,16 @@ def first_run(settings) -> list[str]:
             f"'{settings.archive_container}' under <feed>/{settings.graph_api_version}/{day:%Y/%m/%d}/<runId>/"]
 
 
-def serve():
+def serve(port: int = PORT):
     from function_app import app
 
     from .localhost import make_server
 
-    return make_server(app, "127.0.0.1", PORT, localhost_keys())
+    return make_server(app, "127.0.0.1", port, localhost_keys())
 
 
-def print_summary(lines: list[str], seconds: float, stack: Stack) -> None:
-    base = f"http://localhost:{PORT}/api"
+def print_summary(lines: list[str], seconds: float, stack: Stack, port: int = PORT) -> None:
+    base = f"http://localhost:{port}/api"
     print("\n".join([
         "",
         f"ready in {seconds:.1f} s",
