@@ -9,8 +9,11 @@ deterministic: each property has a fixed max_examples, derandomized, no example 
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
+import io
 import json
+import re
 import string
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -23,6 +26,7 @@ from hypothesis import strategies as st
 
 from devstack.graphsim.server import GraphSimulator
 from devstack.localhost import FunctionIndex, Keys
+from shared.api.http import starts_formula
 from shared.collect.run import run_days
 from shared.config.feeds import FEEDS
 from shared.odata import ODataError, entity_sets, evaluate, parse_filter, to_sql
@@ -30,8 +34,7 @@ from shared.odata.filter_parser import UNSUPPORTED_FUNCTIONS
 from shared.odata.model import BOOLEAN, DATE, DATETIMEOFFSET, DECIMAL, INT32, STRING
 
 from .collecting import TOKEN, assert_unchanged, fresh_settings, served_app, snapshot, sort_key, stored_documents
-from .paging_tokens import (assert_no_credential_in_links, byte_changed, char_changed, forge, re_encodings,
-                            token_in)
+from .paging_tokens import assert_no_credential_in_links, byte_changed, char_changed, forge, re_encodings, token_in
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi.yaml"
@@ -135,6 +138,25 @@ def check_answer(response: requests.Response, allow_501: bool = False) -> None:
         assert isinstance(error["message"], str) and error["message"], response.text
         assert set(error) <= {"code", "message", "target"}, response.text
     assert_no_credential_in_links(response, SECRETS)
+    assert_spreadsheet_safe(response)
+
+
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def assert_spreadsheet_safe(response) -> None:
+    """A CSV answer that was not asked for raw values (csv=raw) has no cell a spreadsheet would run as a
+    formula: every such cell carries the leading quote that makes it text."""
+    if not header(response, "Content-Type").startswith("text/csv"):
+        return
+    query = dict(parse_qsl(urlsplit(response.request.url).query))
+    if query.get("csv") == "raw":
+        return
+    for row in csv.reader(io.StringIO(response.content.decode("utf-8"))):
+        for cell in row:
+            # A number (a negative charge) is written as a number on purpose: a spreadsheet reads it as one.
+            assert cell.startswith("'") or NUMBER.fullmatch(cell) or not starts_formula(cell), \
+                f"{response.request.url}: cell {cell[:60]!r}"
 
 
 def header(response, name: str) -> str:
@@ -742,13 +764,14 @@ SIMPLE_PARAMS = {
                           st.text(max_size=10).filter(clean)),
     "feed": st.one_of(st.sampled_from(["pstn", "directRouting", "PSTN", "sms", ""]), st.text(max_size=6).filter(clean)),
     "format": st.one_of(st.sampled_from(["json", "csv", "CSV", "xml", ""]), st.text(max_size=4).filter(clean)),
+    "csv": st.one_of(st.sampled_from(["safe", "raw", "RAW", ""]), st.text(max_size=4).filter(clean)),
     "limit": st.one_of(st.integers(1, 40).map(str), INT_TEXT), "days": INT_TEXT, "after": skiptoken_option(),
     "code": CREDENTIAL, "force": st.text(max_size=3).filter(clean),
 }
 
 
-ROUTE_PARAMS = {"calls": ("from", "to", "user", "callType", "feed", "format", "limit", "after"),
-                "usage": ("from", "to", "user", "feed", "format", "limit", "after"),
+ROUTE_PARAMS = {"calls": ("from", "to", "user", "callType", "feed", "format", "csv", "limit", "after"),
+                "usage": ("from", "to", "user", "feed", "format", "csv", "limit", "after"),
                 "status": ("days", "format"), "dashboard": ("days", "format"), "health": (),
                 "ops/collect": ("feed", "from", "to"), "ops/replay": ("feed", "day")}
 
@@ -852,10 +875,9 @@ def schemathesis_schema():
 
 def schemathesis_checks():
     from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (content_type_conformance, ignored_auth,
-                                                    negative_data_rejection, response_headers_conformance,
-                                                    response_schema_conformance, status_code_conformance,
-                                                    unsupported_method)
+    from schemathesis.specs.openapi.checks import (content_type_conformance, ignored_auth, negative_data_rejection,
+                                                   response_headers_conformance, response_schema_conformance,
+                                                   status_code_conformance, unsupported_method)
 
     return [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
             response_headers_conformance, negative_data_rejection, unsupported_method, ignored_auth]
