@@ -28,6 +28,15 @@ DAY = dt.date(2026, 5, 4)
 PSTN = FEEDS["pstn"]
 
 
+def replay_over_http(settings, day: dt.date) -> dict:
+    """POST /api/ops/replay of the PSTN day through the served app; its answer, which must be a 200."""
+    with served_app(settings) as app:
+        answer = requests.post(f"{app['api']}/ops/replay", params={"feed": "pstn", "day": day.isoformat()},
+                               timeout=120)
+    assert answer.status_code == 200, answer.text[:500]
+    return answer.json()
+
+
 @pytest.fixture
 def sim():
     with GraphSimulator(seed=11, rows_per_day={"pstn": 2500, "directRouting": 0}, token=TOKEN) as simulator:
@@ -95,11 +104,7 @@ def test_refused_pages_are_kept_as_rejected_and_a_replay_rebuilds_the_whole_day(
 
     # The day's documents go; a replay brings every one back from the accepted pages of all three runs.
     assert delete_day(settings, DAY.isoformat()) == 2500
-    with served_app(settings) as app:
-        answer = requests.post(f"{app['api']}/ops/replay", params={"feed": "pstn", "day": DAY.isoformat()},
-                               timeout=120)
-    assert answer.status_code == 200, answer.text[:500]
-    report = answer.json()
+    report = replay_over_http(settings, DAY)
     assert report["rejected"] == 2 and report["rejectedPages"] == [refused["name"], broken["name"]]
     assert report["pages"] == 1 + 2 + 3 and len(report["runs"]) == 3 and report["new"] == 2500
     assert {d["id"]: d["rowHash"] for d in stored_rows(settings)} == before
@@ -125,11 +130,7 @@ def test_a_replay_skips_a_refused_page_archived_under_its_accepted_name(settings
     before = {d["id"] for d in stored_rows(settings)}
 
     assert delete_day(settings, DAY.isoformat()) == 2500
-    with served_app(settings) as app:
-        answer = requests.post(f"{app['api']}/ops/replay", params={"feed": "pstn", "day": DAY.isoformat()},
-                               timeout=120)
-    assert answer.status_code == 200, answer.text[:500]
-    report = answer.json()
+    report = replay_over_http(settings, DAY)
     assert report["rejectedPages"] == [f"{prefix}page-00002.json"] and report["rejected"] == 1
     assert {d["id"] for d in stored_rows(settings)} == before | {"older-1"}  # nothing of the refused page
 
