@@ -51,6 +51,9 @@
  *        It is dropped by any write to the container or change of its properties; containers with TTL on
  *        and queries calling UDFs are not cached. COSMOS_SERVER_DEBUG_HEADERS=1 makes every query / read
  *        feed answer say whether it was served from the cache (x-devstack-result-cache: hit/miss/off).
+ *   [Q1] `SELECT DISTINCT VALUE <expression> FROM ...`, which Cosmos DB serves, was a syntax error (the
+ *        query package has no DISTINCT): the values of the query without DISTINCT, first occurrence of
+ *        each kept, in one page.
  *
  * The patches rely on the package's internals, so the launcher refuses to run on another version.
  */
@@ -733,6 +736,31 @@ Documents.prototype.query = function query(params, options = {}) {
   return servePaged(this, key, options.continuation, options.maxItemCount, () =>
     uncachedQuery.call(this, params, options)
   );
+};
+
+/* [Q1] SELECT DISTINCT VALUE: the values of the query without DISTINCT, each once, in one page.
+   The app asks it for the day partitions that hold rows (a few thousand values at most), so one page is
+   what Cosmos DB would send too; the whole result is gathered across the package's own pages. */
+const DISTINCT_VALUE = /^\s*SELECT\s+DISTINCT\s+VALUE\s+/i;
+const queryWithoutDistinct = Documents.prototype.query;
+Documents.prototype.query = function query(params, options = {}) {
+  if (!params || typeof params.query !== "string" || !DISTINCT_VALUE.test(params.query)) {
+    return queryWithoutDistinct.call(this, params, options);
+  }
+  if (options.continuation) return { result: [], continuation: null };
+  const plain = { ...params, query: params.query.replace(DISTINCT_VALUE, "SELECT VALUE ") };
+  const seen = new Map();
+  let continuation;
+  do {
+    const page = queryWithoutDistinct.call(this, plain, { ...options, continuation, maxItemCount: 10000 });
+    if (!page) return page;
+    page.result.forEach(value => {
+      const key = JSON.stringify(value === undefined ? null : value);
+      if (!seen.has(key)) seen.set(key, value);
+    });
+    ({ continuation } = page);
+  } while (continuation);
+  return { result: [...seen.values()], continuation: null };
 };
 
 const uncachedRead = Documents.prototype.read;

@@ -234,6 +234,18 @@ def test_partition_key_query_returns_only_that_partition(container):
     assert top == [4, 3]
 
 
+def test_distinct_value_gives_each_value_once_across_partitions_and_pages(container):
+    """[Q1] SELECT DISTINCT VALUE, as Cosmos DB serves it: each value once, whatever the page size asked."""
+    _seed(container, per_day=5)
+    days = list(container.query_items("SELECT DISTINCT VALUE c.day FROM c WHERE c.n >= @n",
+                                      parameters=[{"name": "@n", "value": 3}], enable_cross_partition_query=True,
+                                      max_item_count=1))
+    assert sorted(days) == ["d1", "d2", "d3"]
+    assert list(container.query_items("SELECT DISTINCT VALUE c.day FROM c WHERE c.n > 99",
+                                      enable_cross_partition_query=True)) == []
+    assert sorted(container.query_items("select distinct value c.n from c", partition_key="d2")) == [0, 1, 2, 3, 4]
+
+
 def test_cross_partition_query(container):
     _seed(container, per_day=5)
     rows = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))

@@ -51,16 +51,13 @@ class PartitionedReader:
         return self.container.query_items(sql, parameters=params, partition_key=day, **kwargs)
 
     def days(self, spec: QuerySpec, after: Cursor | None = None) -> Iterator[str]:
-        """The day partitions a read visits, in its order, from the cursor's day on; lazily, so a page that
-        fills early asks for no more.
+        """The day partitions a read visits, in its order, from the cursor's day on.
 
         A filter's bound may lie centuries from the data (startDateTime ge 0001-01-01, day le 9999-12-31), and
         one stored row may too (Graph writes 0001-01-01T00:00:00Z for "never"): a day-by-day walk between the
         edges would cost a query for each calendar day in between, 739,000 from year 1 to now. So past a few
-        days the read goes from one day that holds matching rows to the next, each found by a one-row
-        cross-partition query, and costs two queries per such day, whatever lies between them.
-        (SELECT DISTINCT VALUE c.day would find them all in one query on Cosmos DB, but the local server has
-        no DISTINCT.)"""
+        days one cross-partition query asks which days in range hold matching rows, and the read visits
+        those only: one query, then one per such day, whatever lies between them."""
         first, last = spec.first_day, spec.last_day
         if after is not None:
             if spec.descending:
@@ -74,35 +71,23 @@ class PartitionedReader:
             if short is not None:
                 yield from reversed(short) if spec.descending else short
                 return
-        day = None
-        while True:
-            day = self._next_day(spec, first, last, day)
-            if day is None:
-                return
-            yield day
+        days = self._days_holding_rows(spec, first, last)
+        yield from reversed(days) if spec.descending else days
 
-    def _next_day(self, spec: QuerySpec, first: str | None, last: str | None, previous: str | None) -> str | None:
-        """The next day in read order within [first, last], after `previous`, that holds a row matching the
-        filter; None when there is none."""
+    def _days_holding_rows(self, spec: QuerySpec, first: str | None, last: str | None) -> list[str]:
+        """The days within [first, last] (None: open) that hold a row matching the filter, ascending.
+        Cosmos DB does not order DISTINCT results across partitions, so they are sorted here."""
         conditions, params = [], list(spec.params)
-        start, end = (last, first) if spec.descending else (first, last)
-        start_op, past_op, end_op = ("<=", "<", ">=") if spec.descending else (">=", ">", "<=")
-        if previous is not None:
-            conditions.append(f"c.day {past_op} @walkPast")
-            params.append({"name": "@walkPast", "value": previous})
-        elif start is not None:
-            conditions.append(f"c.day {start_op} @walkStart")
-            params.append({"name": "@walkStart", "value": start})
-        if end is not None:
-            conditions.append(f"c.day {end_op} @walkEnd")
-            params.append({"name": "@walkEnd", "value": end})
+        if first is not None:
+            conditions.append("c.day >= @walkFirst")
+            params.append({"name": "@walkFirst", "value": first})
+        if last is not None:
+            conditions.append("c.day <= @walkLast")
+            params.append({"name": "@walkLast", "value": last})
         if spec.where:
             conditions.append(f"({spec.where})")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        order = "DESC" if spec.descending else "ASC"
-        for value in self._query(f"SELECT TOP 1 VALUE c.day FROM c{where} ORDER BY c.day {order}", params):
-            return value
-        return None
+        return sorted(self._query(f"SELECT DISTINCT VALUE c.day FROM c{where}", params))
 
     def rows(self, spec: QuerySpec, after: Cursor | None = None,
              batch: int | Callable[[], int] = 1000) -> Iterator[tuple[str, dict]]:
