@@ -57,8 +57,8 @@ class PartitionedReader:
 
         A filter's bound may lie centuries from the data (startDateTime ge 0001-01-01, day le 9999-12-31), and
         one stored row may too (Graph writes 0001-01-01T00:00:00Z for "never"): a day-by-day walk between the
-        edges would cost a query for each calendar day in between, 739,000 from year 1 to now. So past a week
-        days one cross-partition query asks which days in range hold matching rows, and the read visits
+        edges would cost a query for each calendar day in between, 739,000 from year 1 to now. So past a week one
+        cross-partition query asks which days in range hold matching rows, and the read visits
         those only: one query, then one per such day, whatever lies between them."""
         first, last = spec.first_day, spec.last_day
         if after is not None:
