@@ -29,7 +29,9 @@ from .common import DAY, BenchStack, timed
 
 # The collector's settings in (a) and (b): concurrent sub-windows, a client-side rate limit high enough not
 # to bind (benchmark (e) measures the limiter), and concurrent batch writes.
-COLLECTOR_SETTINGS = {"SUBWINDOWS": "8", "GRAPH_MAX_REQUESTS_PER_SECOND": "100", "UPSERT_CONCURRENCY": "8"}
+COLLECTOR_SETTINGS = {"SUBWINDOWS": "8", "GRAPH_FUNCTION_REQUESTS_PER_MINUTE": "6000",
+                      "GRAPH_APP_REQUESTS_PER_MINUTE": "6000", "GRAPH_TENANT_REQUESTS_PER_MINUTE": "6000",
+                      "UPSERT_CONCURRENCY": "8"}
 
 
 @dataclass

@@ -16,7 +16,8 @@ from .common import DAY, ROOT, BenchStack, proc_status
 
 SMALL_DAY = DAY + dt.timedelta(days=1)
 LARGE_DAY = DAY + dt.timedelta(days=2)
-SETTINGS = {"SUBWINDOWS": "8", "GRAPH_MAX_REQUESTS_PER_SECOND": "100", "UPSERT_CONCURRENCY": "8"}
+SETTINGS = {"SUBWINDOWS": "8", "GRAPH_FUNCTION_REQUESTS_PER_MINUTE": "6000", "GRAPH_APP_REQUESTS_PER_MINUTE": "6000",
+            "GRAPH_TENANT_REQUESTS_PER_MINUTE": "6000", "UPSERT_CONCURRENCY": "8"}
 
 
 def run_child(env: dict[str, str], day: dt.date, timeout: float = 900) -> dict:

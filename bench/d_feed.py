@@ -179,7 +179,9 @@ def prepare(stack: BenchStack, week_rows: int) -> Settings:
     per_day, extra = divmod(week_rows, len(WEEK))
     overrides = {day.isoformat(): per_day + (1 if i < extra else 0) for i, day in enumerate(WEEK)}
     stack.simulate(rows_per_day=per_day, overrides=overrides, latency=0)
-    settings = stack.settings(SUBWINDOWS="8", GRAPH_MAX_REQUESTS_PER_SECOND="100", UPSERT_CONCURRENCY="8")
+    settings = stack.settings(SUBWINDOWS="8", GRAPH_FUNCTION_REQUESTS_PER_MINUTE="6000",
+                              GRAPH_APP_REQUESTS_PER_MINUTE="6000", GRAPH_TENANT_REQUESTS_PER_MINUTE="6000",
+                              UPSERT_CONCURRENCY="8")
     report = run_days(settings, [FEEDS["pstn"]], WEEK[0], WEEK[-1])
     if report.failed or sum(o.rows for o in report.outcomes) != week_rows:
         raise RuntimeError(f"setting up the week failed: {[o.error for o in report.failed]}")

@@ -29,7 +29,10 @@ def fresh_settings(stack, graph_url: str, **overrides):
     suffix = uuid.uuid4().hex[:10]
     env = {**stack.app_env(), "GRAPH_ENDPOINT": graph_url, "GRAPH_STATIC_TOKEN": TOKEN,
            "COSMOS_DATABASE": f"db{suffix}", "ARCHIVE_CONTAINER": f"raw-{suffix}",
-           "GRAPH_MAX_REQUESTS_PER_SECOND": "200", "GRAPH_TIMEOUT_SECONDS": "5", **overrides}
+           "GRAPH_FUNCTION_REQUESTS_PER_MINUTE": "12000", "GRAPH_APP_REQUESTS_PER_MINUTE": "12000",
+           "GRAPH_TENANT_REQUESTS_PER_MINUTE": "12000", "GRAPH_TIMEOUT_SECONDS": "5",
+           # "The next run" of a test retries its failed days: the tick-to-tick retry delay has tests of its own.
+           "FAILED_RETRY_MINUTES": "0", **overrides}
     settings = load_settings(env)
     ensure_stores(settings)
     return settings

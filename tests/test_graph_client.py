@@ -3,7 +3,8 @@
 Pure unit tests first; then real HTTP against the project's Graph simulator (devstack/graphsim), plus a
 tiny canned-answer server for what the simulator cannot send (odd nextLinks and loops, an HTTP-date
 Retry-After). Everything is observed from outside the client: what the servers received, what an injected
-credential, sleep or limiter was asked, the pages and errors handed out, and `stats`.
+credential, sleep or limit registry was asked, the pages and errors handed out, and `stats`. The scopes of
+the request limits (function, app, tenant) have tests of their own in test_graph_scopes.py.
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from devstack.graphsim import GraphSimulator
 from shared.config.settings import load_settings
 from shared.graph import (Backoff, GraphAuthError, GraphClient, GraphPageError, GraphPagingLoopError,
                           GraphPermissionError, GraphRequestError, GraphRetriesExhaustedError, GraphStats,
-                          GraphWindowError, RateLimiter, build_function_url, check_window, format_datetime,
-                          parse_page, parse_retry_after)
+                          GraphWindowError, RateLimiter, ScopeRegistry, build_function_url, check_window,
+                          format_datetime, parse_page, parse_retry_after, reset_registry)
+from shared.graph.ratelimit import ScopedLimiter, limiter_for
 from shared.graph.stats import GraphCounters
 
 UTC = timezone.utc
@@ -46,8 +48,23 @@ def make_settings(endpoint: str, **env: str):
     base = {"GRAPH_ENDPOINT": endpoint, "GRAPH_CREDENTIAL": "static_token", "GRAPH_STATIC_TOKEN": TOKEN,
             "COSMOS_ENDPOINT": "https://acct.documents.azure.com:443/",
             "STORAGE_ACCOUNT_URL": "https://acct.blob.core.windows.net",
-            "GRAPH_MAX_REQUESTS_PER_SECOND": "1000", "GRAPH_TIMEOUT_SECONDS": "10", "GRAPH_MAX_RETRIES": "8"}
+            "GRAPH_TIMEOUT_SECONDS": "10", "GRAPH_MAX_RETRIES": "8", **per_minute(60_000)}
     return load_settings({**base, **env})
+
+
+def per_minute(function: float, app: float | None = None, tenant: float | None = None) -> dict[str, str]:
+    """The three request-limit settings; app and tenant default to the function's (so it is the one that binds)."""
+    return {"GRAPH_FUNCTION_REQUESTS_PER_MINUTE": f"{function:g}",
+            "GRAPH_APP_REQUESTS_PER_MINUTE": f"{app if app is not None else function:g}",
+            "GRAPH_TENANT_REQUESTS_PER_MINUTE": f"{tenant if tenant is not None else function:g}"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Clients of the process share their request limits: a test's holds and slowed scopes stay in it."""
+    reset_registry()
+    yield
+    reset_registry()
 
 
 class CountingCredential:
@@ -117,15 +134,21 @@ def slow_graph():
 
 def _clients(sim):
     made: list[GraphClient] = []
+    registries = {}
+
+    def limits_for(sleep) -> ScopeRegistry:
+        real = sleep is time.sleep
+        if real not in registries:
+            registries[real] = ScopeRegistry(sleep=time.sleep if real else (lambda seconds: None))
+        return registries[real]
 
     def client(credential=None, sleep=None, timeout=None, **env) -> GraphClient:
         settings = make_settings(sim.url, **env)
+        limits = limits_for(sleep)
         if timeout is not None:  # GRAPH_TIMEOUT_SECONDS allows 1 s at least; a test need not wait that long
             settings = dataclasses.replace(settings, graph_timeout_seconds=timeout)
-        # A fake `sleep` sees only retry waits: the limiter then skips its (Retry-After hold) waits silently.
-        limiter = RateLimiter(settings.graph_max_requests_per_second, burst=2,
-                              sleep=time.sleep if sleep is time.sleep else (lambda seconds: None))
-        made.append(GraphClient(settings, credential or CountingCredential(), limiter=limiter,
+        # A fake `sleep` sees only retry waits: the limits then skip their (Retry-After hold) waits silently.
+        made.append(GraphClient(settings, credential or CountingCredential(), limits=limits,
                                 sleep=sleep if sleep is not None else Sleeper(),
                                 backoff=Backoff(rng=random.Random(1))))
         return made[-1]
@@ -239,6 +262,38 @@ class RecordingLimiter(RateLimiter):
         with self.recording:
             self.slots.append(now + wait)
         return wait
+
+
+class RecordingScopes(ScopedLimiter):
+    """Records the start time of every slot handed out, on the registry's clock."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slots: list[float] = []
+        self.recording = threading.Lock()
+
+    def reserve(self, function):
+        slot = super().reserve(function)
+        with self.recording:
+            self.slots.append(slot.at)
+        return slot
+
+
+class RecordingRegistry(ScopeRegistry):
+    limiter_class = RecordingScopes
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.made: list[RecordingScopes] = []
+
+    def limiter(self, *args, **kwargs):
+        made = super().limiter(*args, **kwargs)
+        if made not in self.made:
+            self.made.append(made)
+        return made
+
+    def slots(self) -> list[float]:
+        return [t for limiter in self.made for t in limiter.slots]
 
 
 def _max_in_window(times: list[float], width: float) -> int:
@@ -509,9 +564,11 @@ def test_403_names_both_permissions_and_how_to_grant_them(graph, sim):
     with pytest.raises(GraphPermissionError) as err:
         list(graph().pages("getPstnCalls", DAY, NEXT_DAY))
     message = str(err.value)
-    for needed in ("CallRecords.Read.All", "CallRecord-PstnCalls.Read.All", "appRoleAssignments",
-                   "AppRoleAssignment.ReadWrite.All", "00000003-0000-0000-c000-000000000000", "24 h", "403"):
+    for needed in ("getPstnCalls was refused (403)", "CallRecords.Read.All", "CallRecord-PstnCalls.Read.All",
+                   "appRoleAssignments", "AppRoleAssignment.ReadWrite.All", "00000003-0000-0000-c000-000000000000",
+                   "24 h", "403"):
         assert needed in message
+    assert TOKEN not in message
     assert isinstance(err.value, GraphRequestError) and err.value.status == 403
     assert len(graph_log(sim)) == 1  # not retried
 
@@ -588,9 +645,9 @@ def _collect_days_in_threads(client: GraphClient, days: int) -> list[list]:
 
 def test_threads_share_one_request_rate(sim, graph):
     sim.configure(page_size=250)  # 10 pages a day
-    settings = make_settings(sim.url, GRAPH_MAX_REQUESTS_PER_SECOND="20")
-    limiter = RecordingLimiter(20, burst=2)
-    with closing(GraphClient(settings, CountingCredential(), limiter=limiter)) as client:
+    settings = make_settings(sim.url, **per_minute(20 * 60))
+    limits = RecordingRegistry()
+    with closing(GraphClient(settings, CountingCredential(), limits=limits)) as client:
         started = time.monotonic()
         results = _collect_days_in_threads(client, 4)
         elapsed = time.monotonic() - started
@@ -598,16 +655,16 @@ def test_threads_share_one_request_rate(sim, graph):
         start = DAY + timedelta(days=i)
         assert rows_of(pages) == sim.truth("pstn", start, start + timedelta(days=1))
     arrivals = [e["time"] for e in graph_log(sim)]
-    assert len(arrivals) == len(limiter.slots) == 40
+    assert len(arrivals) == len(limits.slots()) == 40
     assert elapsed >= 38 / 20 - 0.05                      # 40 requests, burst 2, 20/s
-    assert _max_in_window(limiter.slots, 1.0) <= 2 + 20    # the schedule itself, exactly
+    assert _max_in_window(limits.slots(), 1.0) <= 2 + 20   # the schedule itself, exactly
     assert _max_in_window(arrivals, 1.0) <= 2 + 20 + 2     # as the server saw it (thread wake-up jitter)
 
 
 def test_client_rate_just_under_the_servers_limit_gets_no_429(sim, graph):
     # Client: 10/s with a burst of 2 is at most 22 requests in any 2 s; the simulator admits 25.
     sim.configure(page_size=250, rate_limit={"requests": 25, "per_seconds": 2})
-    with closing(GraphClient(make_settings(sim.url, GRAPH_MAX_REQUESTS_PER_SECOND="10"),
+    with closing(GraphClient(make_settings(sim.url, **per_minute(10 * 60)),
                              CountingCredential())) as client:
         _collect_days_in_threads(client, 4)
         assert stats(client).responses_429 == 0 and stats(client).requests == 40
@@ -659,11 +716,14 @@ def test_connection_pool_is_sized_for_concurrency(graph, sim, caplog):
 def test_every_attempt_passes_through_the_limiter(graph, sim):
     sim.configure(faults=[{"kind": "status", "status": 503, "times": 2}, {"kind": "drop", "skip": 1000}])
     settings = make_settings(sim.url)
-    limiter = RecordingLimiter(1000, burst=2, sleep=lambda s: None)
-    with closing(GraphClient(settings, CountingCredential(STALE, TOKEN), sleep=Sleeper(), limiter=limiter)) as client:
+    limits = RecordingRegistry(sleep=lambda s: None)
+    with closing(GraphClient(settings, CountingCredential(STALE, TOKEN), sleep=Sleeper(), limits=limits)) as client:
         list(client.pages("getPstnCalls", DAY, NEXT_DAY))
         # 401 (stale token), 503, 503, 200, dropped, 200, 200: seven attempts, seven slots.
-        assert len(limiter.slots) == stats(client).requests == len(graph_log(sim)) == 7
+        assert len(limits.slots()) == stats(client).requests == len(graph_log(sim)) == 7
+        scopes = limiter_for(settings, limits).state()  # the limiter the client drew from
+        assert {key: state.requests for key, state in scopes.items()} == {
+            ("function", "getPstnCalls"): 7, ("app",): 7, ("tenant",): 7}
 
 
 # --- logs ----------------------------------------------------------------------------------------------
@@ -894,7 +954,7 @@ def test_retry_after_as_an_http_date(canned, canned_client):
     now = float(int(time.time()))  # an HTTP date has whole seconds
     sleeper = Sleeper()
     client = canned_client(sleep=sleeper, wall_clock=lambda: now,
-                           limiter=RateLimiter(1000, sleep=lambda s: None))  # its hold must not sleep 42 s either
+                           limits=ScopeRegistry(sleep=lambda s: None))  # its hold must not sleep 42 s either
     first = urlsplit(day_url(canned.url)).path
     when = http_date(datetime.fromtimestamp(now + 42, UTC), usegmt=True)
     canned.script[first] = [(503, {"Retry-After": when}, b"")]

@@ -19,13 +19,45 @@ def test_defaults_apply_with_only_the_required_settings():
     assert s.feeds == ("pstn", "directRouting")
     assert s.time_zone == "UTC" and s.rescan_days == 3 and s.coverage_start is None
     assert s.cosmos_key is None and s.storage_connection_string is None
+    # Microsoft's call-log limits (50 per function, 200 per app, 1,000 per tenant a minute) less 5%.
+    assert (s.graph_function_requests_per_minute, s.graph_app_requests_per_minute,
+            s.graph_tenant_requests_per_minute) == (47, 190, 950)
 
 
 def test_typed_values_are_parsed():
     s = load_settings({**MINIMAL, "GRAPH_API_VERSION": "beta", "COVERAGE_START": "2026-01-02", "FEEDS": "pstn",
-                       "GRAPH_MAX_REQUESTS_PER_SECOND": "2.5", "TIME_ZONE": "Europe/Berlin", "SUBWINDOWS": "4"})
+                       "GRAPH_FUNCTION_REQUESTS_PER_MINUTE": "2.5", "TIME_ZONE": "Europe/Berlin", "SUBWINDOWS": "4"})
     assert s.graph_api_version == "beta" and s.coverage_start == dt.date(2026, 1, 2)
-    assert s.feeds == ("pstn",) and s.graph_max_requests_per_second == 2.5 and s.subwindows == 4
+    assert s.feeds == ("pstn",) and s.graph_function_requests_per_minute == 2.5 and s.subwindows == 4
+
+
+@pytest.mark.parametrize("function, app, tenant", [
+    ("0.5", "1", "1.5"),            # fractions: a request every two minutes is a rate too
+    ("4700", "19000", "95000"),     # the simulator on a time scale of 100
+    ("1000000", "1000000", "1000000"),
+    ("300", "200", "100"),          # narrower above wider is pointless, not wrong: the wider one binds
+])
+def test_request_limits_take_any_positive_rate(function, app, tenant):
+    s = load_settings({**MINIMAL, "GRAPH_FUNCTION_REQUESTS_PER_MINUTE": function,
+                       "GRAPH_APP_REQUESTS_PER_MINUTE": app, "GRAPH_TENANT_REQUESTS_PER_MINUTE": tenant})
+    assert (s.graph_function_requests_per_minute, s.graph_app_requests_per_minute,
+            s.graph_tenant_requests_per_minute) == (float(function), float(app), float(tenant))
+
+
+@pytest.mark.parametrize("name", ["GRAPH_FUNCTION_REQUESTS_PER_MINUTE", "GRAPH_APP_REQUESTS_PER_MINUTE",
+                                  "GRAPH_TENANT_REQUESTS_PER_MINUTE"])
+@pytest.mark.parametrize("value", ["0", "-1", "fast", "nan", "inf", "1000001", "1e9"])
+def test_a_request_limit_that_is_not_a_rate_is_refused_with_its_name(name, value):
+    with pytest.raises(SettingsError) as err:
+        load_settings({**MINIMAL, name: value})
+    assert err.value.setting == name and name in err.value.public and "per minute" in err.value.public
+
+
+@pytest.mark.parametrize("name, documented", [("GRAPH_FUNCTION_REQUESTS_PER_MINUTE", "50 per 60 s"),
+                                              ("GRAPH_APP_REQUESTS_PER_MINUTE", "200 per 60 s"),
+                                              ("GRAPH_TENANT_REQUESTS_PER_MINUTE", "1,000 per 60 s")])
+def test_each_request_limit_states_the_documented_figure(name, documented):
+    assert documented in {spec.name: spec.meaning for spec in specs()}[name]
 
 
 @pytest.mark.parametrize("env, named", [
@@ -43,8 +75,9 @@ def test_typed_values_are_parsed():
       "GRAPH_CERTIFICATE_PATH": "/nonexistent.pem"}, "GRAPH_CERTIFICATE_PATH"),
     ({"GRAPH_CREDENTIAL": "static_token", "GRAPH_STATIC_TOKEN": "x"}, "GRAPH_ENDPOINT"),
     ({"GRAPH_CREDENTIAL": "static_token", "GRAPH_ENDPOINT": "http://127.0.0.1:8765"}, "GRAPH_STATIC_TOKEN"),
-    ({"GRAPH_MAX_REQUESTS_PER_SECOND": "fast"}, "GRAPH_MAX_REQUESTS_PER_SECOND"),
-    ({"GRAPH_MAX_REQUESTS_PER_SECOND": "0"}, "GRAPH_MAX_REQUESTS_PER_SECOND"),
+    ({"GRAPH_FUNCTION_REQUESTS_PER_MINUTE": "fast"}, "GRAPH_FUNCTION_REQUESTS_PER_MINUTE"),
+    ({"GRAPH_APP_REQUESTS_PER_MINUTE": "0"}, "GRAPH_APP_REQUESTS_PER_MINUTE"),
+    ({"GRAPH_TENANT_REQUESTS_PER_MINUTE": "-5"}, "GRAPH_TENANT_REQUESTS_PER_MINUTE"),
     ({"GRAPH_TIMEOUT_SECONDS": "-1"}, "GRAPH_TIMEOUT_SECONDS"),
     ({"FEEDS": "pstn,sms"}, "FEEDS"),
     ({"FEEDS": ","}, "FEEDS"),
@@ -131,6 +164,7 @@ def test_a_bad_value_is_named_but_never_quoted_in_the_public_message():
     ({"TIME_ZONE": "Mars/secret-ish"}, "TIME_ZONE"),
     ({"FEEDS": "pstn,secret-ish"}, "FEEDS"),
     ({"RESCAN_DAYS": "secret-ish"}, "RESCAN_DAYS"),
+    ({"GRAPH_APP_REQUESTS_PER_MINUTE": "secret-ish"}, "GRAPH_APP_REQUESTS_PER_MINUTE"),
     ({"PRIVACY_MASK": "secret-ish"}, "PRIVACY_MASK"),
     ({"COLLECT_SCHEDULE": "secret-ish"}, "COLLECT_SCHEDULE"),
     ({"COVERAGE_START": "secret-ish"}, "COVERAGE_START"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -19,13 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each Graph request")
     parser.add_argument("--rate-limit", metavar="N/SECONDS", help="e.g. 200/60: at most N requests per window")
+    parser.add_argument("--limits", help='Graph\'s scopes: "documented" (50 a minute per function, 200 per app, '
+                                         '1,000 per tenant) or their JSON (devstack/graphsim/scopes.py)')
+    parser.add_argument("--time-scale", type=float, default=1.0, help="the limits' minutes pass this much faster")
     parser.add_argument("--token", help="the only bearer token accepted (default: any)")
     args = parser.parse_args(argv)
     try:
         simulator = GraphSimulator(host=args.host, port=args.port, seed=args.seed,
                                    rows_per_day=args.rows_per_day, token=args.token,
                                    page_size=args.page_size, latency=args.latency,
-                                   rate_limit=args.rate_limit)
+                                   rate_limit=args.rate_limit, time_scale=args.time_scale,
+                                   limits=json.loads(args.limits) if args.limits and args.limits.startswith("{")
+                                   else args.limits)
     except ValueError as exc:
         parser.error(str(exc))
     stopping = threading.Event()

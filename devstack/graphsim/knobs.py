@@ -9,6 +9,8 @@
   faults                 list of fault rules (see faults.py); replaces the list and its counters
   late_rows              list of late-row rules (see late.py); replaces the list and restarts its clocks
   rate_limit             null, {"requests": n, "per_seconds": s} or "n/s" (see ratelimit.py)
+  limits                 null, "documented", or Graph's scopes per function, app and tenant (see scopes.py)
+  time_scale             number > 0: the `limits` windows and their Retry-After pass this many times faster
   token                  null (any bearer token passes) or the only token that passes
   functions              {name: declaration} of made-up Graph functions served besides the real two
                          (see functions.py); replaces the previous ones
@@ -22,6 +24,7 @@ from .faults import FaultRule, parse_fault
 from .functions import FunctionTable, parse_functions
 from .late import parse_late
 from .ratelimit import parse_rate_limit
+from .scopes import parse_limits, parse_time_scale
 from .rows import FEEDS
 
 DEFAULTS = {
@@ -33,6 +36,8 @@ DEFAULTS = {
     "faults": (),
     "late_rows": (),
     "rate_limit": None,
+    "limits": None,
+    "time_scale": 1.0,
     "token": None,
     "functions": FunctionTable(),
 }
@@ -55,6 +60,7 @@ def as_json(knobs: dict) -> dict:
     out["faults"] = [rule.as_json() for rule in knobs["faults"]]
     out["late_rows"] = [rule.as_json() for rule in knobs["late_rows"]]
     out["rate_limit"] = knobs["rate_limit"].as_json() if knobs["rate_limit"] else None
+    out["limits"] = knobs["limits"].as_json() if knobs["limits"] else None
     out["functions"] = knobs["functions"].as_json()
     return out
 
@@ -125,5 +131,5 @@ def _token(value: object) -> str | None:
 _VALIDATORS = {
     "seed": _seed, "rows_per_day": _volume, "rows_per_day_overrides": _overrides, "page_size": _page_size,
     "latency": _latency, "faults": _faults, "late_rows": _late_rows, "rate_limit": parse_rate_limit,
-    "token": _token, "functions": parse_functions,
+    "token": _token, "functions": parse_functions, "limits": parse_limits, "time_scale": parse_time_scale,
 }

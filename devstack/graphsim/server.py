@@ -18,6 +18,7 @@ from .graphurl import Query, context_url, next_link, parse_target
 from .handler import SimulatorHTTPServer
 from .journal import Journal
 from .ratelimit import SlidingWindow
+from .scopes import ScopeBook, app_key
 from .replies import PAGE_CONTENT_TYPE, GraphError, Reply, compact_json, error_reply, new_request_id
 from .rows import FEEDS, VERSIONS, project
 from .ticks import iso_day, to_ticks
@@ -85,6 +86,8 @@ class GraphSimulator:
                 self._late_since = (self._arrivals, time.monotonic())
             if "rate_limit" in checked:
                 self._limiter = SlidingWindow(checked["rate_limit"]) if checked["rate_limit"] else None
+            if "limits" in checked or "time_scale" in checked:
+                self._scopes = ScopeBook(self._knobs["limits"], self._knobs["time_scale"])
             return knoblib.as_json(self._knobs)
 
     def config(self) -> dict:
@@ -103,11 +106,12 @@ class GraphSimulator:
         self._arrivals = 0  # Graph requests received
         self._faults = FaultBook(self._knobs["faults"])
         self._limiter = SlidingWindow(self._knobs["rate_limit"]) if self._knobs["rate_limit"] else None
+        self._scopes = ScopeBook(self._knobs["limits"], self._knobs["time_scale"])
         self._late_since = (0, time.monotonic())  # (arrivals, clock) when the late-row clocks started
 
     def stats(self) -> dict:
         with self._lock:
-            return self._journal.stats()
+            return {**self._journal.stats(), "limits": self._scopes.stats()}
 
     def request_log(self) -> list[dict]:
         with self._lock:
@@ -161,9 +165,15 @@ class GraphSimulator:
             _check_token(headers.get("Authorization"), knobs["token"])
             query = parse_target(target, knobs["functions"])
             with self._lock:
-                retry_after = self._limiter.admit(time.monotonic()) if self._limiter else None
-                if retry_after is None:
+                now = time.monotonic()
+                retry_after = self._limiter.admit(now) if self._limiter else None
+                throttled = self._scopes.admit(query.function.name, app_key(headers.get("Authorization")), now) \
+                    if retry_after is None else None
+                if retry_after is None and throttled is None:
                     fault = self._faults.match(query.feed, query.skip)
+            if throttled is not None:
+                limited = True
+                raise ScopeThrottled(*throttled)
             if retry_after is not None:
                 limited = True
                 raise GraphError(429, "Application is over its request limit for call records.",
@@ -174,6 +184,10 @@ class GraphSimulator:
                 raise GraphError(fault.status, retry_after=fault.retry_after)
             visible = [r for r in knobs["late_rows"] if r.visible(requests_before, seconds_since)]
             reply, rows = self._page(query, knobs, dataset, visible, fault, base, target)
+        except ScopeThrottled as throttled:
+            reply = error_reply(GraphError(429, "Application is over its request limit for call records."),
+                                request_id, client_request_id)
+            reply.headers.update({"Retry-After": throttled.retry_after, "x-ms-throttle-scope": throttled.scope})
         except GraphError as error:
             reply = error_reply(error, request_id, client_request_id)
         reply.headers.update({"request-id": request_id, "client-request-id": client_request_id})
@@ -211,6 +225,14 @@ class GraphSimulator:
             reply.delivery = "half" if fault.partial else "close"
         delivered = kind not in ("invalid_json", "drop")
         return reply, len(page) if delivered else 0
+
+
+class ScopeThrottled(Exception):
+    """A request one of Graph's scopes refused (scopes.py): its Retry-After and the scope's name."""
+
+    def __init__(self, retry_after: str, scope: str):
+        super().__init__(scope)
+        self.retry_after, self.scope = retry_after, scope
 
 
 def _check_token(header: str | None, token: str | None) -> None:

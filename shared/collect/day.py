@@ -162,7 +162,8 @@ class DayCollection:
                 settings = self.context.settings
                 # Little's law: requests in flight = rate x time each takes. More windows than that at once
                 # would only queue on the rate limiter, each holding a thread.
-                by_rate = int(settings.graph_max_requests_per_second * ASSUMED_PAGE_SECONDS + 0.999)
+                per_second = settings.graph_function_requests_per_minute / 60
+                by_rate = int(per_second * ASSUMED_PAGE_SECONDS + 0.999)
                 at_once = max(settings.subwindows, min(MAX_WINDOW_THREADS, by_rate))
                 return plan(self.window, shape, at_once), at_once
         windows = split(self.window, self.parts)

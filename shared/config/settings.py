@@ -63,8 +63,18 @@ _SPECS: tuple[Spec, ...] = (
     Spec("GRAPH_STATIC_TOKEN", None,
          "Bearer token sent as is, for GRAPH_CREDENTIAL=static_token; refused unless GRAPH_ENDPOINT is a loopback address.",
          secret=True),
-    Spec("GRAPH_MAX_REQUESTS_PER_SECOND", "3",
-         "Client-side cap on Graph requests per second, shared by all concurrent requests of a process."),
+    Spec("GRAPH_FUNCTION_REQUESTS_PER_MINUTE", "47",
+         "Requests per minute to each call-log function (getPstnCalls, getDirectRoutingCalls, ...), shared by every "
+         "thread and Graph client of the process. Microsoft documents 50 per 60 s per function (collection); the "
+         "default stays 5% under it."),
+    Spec("GRAPH_APP_REQUESTS_PER_MINUTE", "190",
+         "Requests per minute of the app identity (GRAPH_CLIENT_ID or the managed identity) to the call-log "
+         "functions, all functions together. Microsoft documents 200 per 60 s per application per tenant; the "
+         "default stays 5% under it."),
+    Spec("GRAPH_TENANT_REQUESTS_PER_MINUTE", "950",
+         "Requests per minute of the process to the tenant's call-log functions, all app identities together. "
+         "Microsoft documents 1,000 per 60 s per tenant for all apps; the default stays 5% under it (lower it when "
+         "other apps read the tenant's call logs too)."),
     Spec("GRAPH_TIMEOUT_SECONDS", "60", "Timeout of each Graph request (connect and read)."),
     Spec("GRAPH_MAX_RETRIES", "8", "Retries of one Graph request on 429, 503, 504 and dropped connections."),
     Spec("AZURE_CLIENT_ID", None,
@@ -89,7 +99,14 @@ _SPECS: tuple[Spec, ...] = (
     Spec("LEASE_SECONDS", "300",
          "A day's lease in the ledger: renewed while its run makes progress, free this long after a run died."),
     Spec("UPSERT_CONCURRENCY", "8", "Concurrent Cosmos writes (each a batch of up to 100 rows of one day)."),
-    Spec("COLLECT_SCHEDULE", "0 30 3 * * *", "NCRONTAB schedule of the collector (UTC): daily at 03:30 by default."),
+    Spec("COLLECT_SCHEDULE", "0 30 3 * * *",
+         "NCRONTAB schedule (UTC) of the daily rhythm: new days and the re-scan become due at each occurrence "
+         "(daily at 03:30 by default)."),
+    Spec("COLLECT_TIMER_SCHEDULE", "0 * * * * *",
+         "NCRONTAB schedule (UTC) of the collect timer: each tick collects what is due and returns at once when "
+         "nothing is, so a backlog goes on within a minute of the last run's end (every minute by default)."),
+    Spec("FAILED_RETRY_MINUTES", "30",
+         "A failed day is retried at the next tick this long after its failure (or at the next COLLECT_SCHEDULE)."),
     Spec("PRIVACY_MASK", "false",
          "true: the query routes mask phone numbers (all but the last 4 digits) and client IP addresses, and refuse "
          "filters on them."),
@@ -133,7 +150,9 @@ class Settings:
     graph_certificate_path: str | None
     graph_certificate_password: str | None
     graph_static_token: str | None
-    graph_max_requests_per_second: float
+    graph_function_requests_per_minute: float
+    graph_app_requests_per_minute: float
+    graph_tenant_requests_per_minute: float
     graph_timeout_seconds: float
     graph_max_retries: int
     azure_client_id: str | None
@@ -154,6 +173,8 @@ class Settings:
     lease_seconds: float
     upsert_concurrency: int
     collect_schedule: str
+    collect_timer_schedule: str
+    failed_retry_minutes: float
     privacy_mask: bool
     applicationinsights_connection_string: str | None
     applicationinsights_authentication_string: str | None
@@ -289,6 +310,24 @@ def _number(name: str, value: str, kind: Callable[[str], float | int], low: floa
     return number
 
 
+# Tests and benchmarks run the Graph simulator on a compressed time scale, so a rate far above Graph's own
+# limits is legitimate; only a rate that cannot be a rate is refused.
+MAX_REQUESTS_PER_MINUTE = 1_000_000
+
+
+def _rate(name: str, value: str) -> float:
+    """Requests per minute: a number above 0 (fractions allowed) and at most MAX_REQUESTS_PER_MINUTE."""
+    problem = f"{name} must be a number of requests per minute above 0 and at most {MAX_REQUESTS_PER_MINUTE}"
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(problem, name, value) from None
+    # NaN fails both comparisons, so it is refused here too.
+    if not 0 < number <= MAX_REQUESTS_PER_MINUTE:
+        raise SettingsError(problem, name, value)
+    return number
+
+
 def _boolean(name: str, value: str) -> bool:
     lowered = value.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -409,8 +448,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_certificate_path=raw("GRAPH_CERTIFICATE_PATH"),
         graph_certificate_password=raw("GRAPH_CERTIFICATE_PASSWORD"),
         graph_static_token=raw("GRAPH_STATIC_TOKEN"),
-        graph_max_requests_per_second=_number("GRAPH_MAX_REQUESTS_PER_SECOND",
-                                              required("GRAPH_MAX_REQUESTS_PER_SECOND"), float, 0.01, 1000),
+        graph_function_requests_per_minute=_rate("GRAPH_FUNCTION_REQUESTS_PER_MINUTE",
+                                                 required("GRAPH_FUNCTION_REQUESTS_PER_MINUTE")),
+        graph_app_requests_per_minute=_rate("GRAPH_APP_REQUESTS_PER_MINUTE", required("GRAPH_APP_REQUESTS_PER_MINUTE")),
+        graph_tenant_requests_per_minute=_rate("GRAPH_TENANT_REQUESTS_PER_MINUTE",
+                                               required("GRAPH_TENANT_REQUESTS_PER_MINUTE")),
         graph_timeout_seconds=_number("GRAPH_TIMEOUT_SECONDS", required("GRAPH_TIMEOUT_SECONDS"), float, 1, 600),
         graph_max_retries=_number("GRAPH_MAX_RETRIES", required("GRAPH_MAX_RETRIES"), int, 0, 50),
         azure_client_id=raw("AZURE_CLIENT_ID"),
@@ -431,6 +473,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_number("LEASE_SECONDS", required("LEASE_SECONDS"), float, 2, 86400),
         upsert_concurrency=_number("UPSERT_CONCURRENCY", required("UPSERT_CONCURRENCY"), int, 1, 64),
         collect_schedule=_cron("COLLECT_SCHEDULE", required("COLLECT_SCHEDULE")),
+        collect_timer_schedule=_cron("COLLECT_TIMER_SCHEDULE", required("COLLECT_TIMER_SCHEDULE")),
+        failed_retry_minutes=_number("FAILED_RETRY_MINUTES", required("FAILED_RETRY_MINUTES"), float, 0, 10080),
         privacy_mask=_boolean("PRIVACY_MASK", required("PRIVACY_MASK")),
         applicationinsights_connection_string=raw("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         applicationinsights_authentication_string=raw("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),

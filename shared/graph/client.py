@@ -27,7 +27,7 @@ from ..config.settings import Settings
 from .errors import (GraphAuthError, GraphError, GraphPageError, GraphPermissionError, GraphRequestError,
                      GraphRetriesExhaustedError, GraphWindowError)
 from .paging import LoopGuard, Page, next_link_of, parse_page
-from .ratelimit import RateLimiter
+from .ratelimit import FUNCTION, ScopeRegistry, ScopedLimiter, limiter_for
 from .retry import RETRYABLE_EXCEPTIONS, RETRYABLE_STATUSES, Backoff, parse_retry_after
 from .stats import GraphCounters
 
@@ -140,23 +140,24 @@ def _show(origin: tuple[str, str, int | None]) -> str:
 class GraphClient:
     """Fetches call-log pages from Graph. Thread-safe: one client serves every concurrent window of a run.
 
-    All requests of the client share one request-rate limit, one token cache, one connection pool and one set
-    of counters (`stats`). `sleep` and `clock` are injectable so tests need not wait; `wall_clock` (epoch
-    seconds) is used for token expiry and Retry-After dates.
+    All requests of the client share one token cache, one connection pool and one set of counters (`stats`);
+    its request limits (per function, per app, per tenant: see ratelimit) are shared with every other client of
+    the process on the same endpoint, tenant and app identity, through `limits` (the process-wide
+    registry unless another is given; tests pass one on a fake clock). `sleep` is the wait between retries,
+    injectable so tests need not wait; `wall_clock` (epoch seconds) is used for token expiry and Retry-After
+    dates.
     """
 
     def __init__(self, settings: Settings, credential=None, session: requests.Session | None = None, *,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time, limiter: RateLimiter | None = None,
-                 backoff: Backoff | None = None, rate_burst: int = 2, pool_size: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep, wall_clock: Callable[[], float] = time.time,
+                 limits: ScopeRegistry | None = None, backoff: Backoff | None = None, pool_size: int | None = None,
                  max_retry_after: float = 300.0, token_refresh_margin: float = 300.0):
         self._settings = settings
         self._scope = f"{settings.graph_endpoint.rstrip('/')}/.default"
         self._credential = credential if credential is not None else graph_credential(settings)
         self._sleep = sleep
         self._wall_clock = wall_clock
-        self._limiter = limiter or RateLimiter(settings.graph_max_requests_per_second, rate_burst,
-                                               clock=clock, sleep=sleep)
+        self._limiter: ScopedLimiter = limiter_for(settings, limits)
         self._backoff = backoff or Backoff(base=1.0, cap=60.0)
         self._timeout = (float(settings.graph_timeout_seconds), float(settings.graph_timeout_seconds))
         self._max_retries = int(settings.graph_max_retries)
@@ -221,7 +222,7 @@ class GraphClient:
             raise
 
     def _read_page(self, function: str, number: int, url: str, guard: LoopGuard) -> Page:
-        body = self._fetch(url)
+        body = self._fetch(function, url)
         try:
             document, rows = parse_page(url, body)
             next_link = next_link_of(url, document)
@@ -273,14 +274,15 @@ class GraphClient:
         env = self._session.merge_environment_settings(url, {}, False, None, None)
         return self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **env)
 
-    def _fetch(self, url: str) -> bytes:
-        """The body of a 200 answer to GET url, after whatever retries the budget allows."""
+    def _fetch(self, function: str, url: str) -> bytes:
+        """The body of a 200 answer to GET url (a page of `function`), after whatever retries the budget allows."""
         retries = 0
         refreshed = False
         while True:
-            waited = self._limiter.acquire()
-            if waited > 0:
-                self._counters.add(rate_limit_wait_seconds=waited)
+            slot = self._limiter.acquire(function)
+            if slot.waited > 0:
+                self._counters.add(**{"rate_limit_wait_seconds": slot.waited,
+                                      f"slot_wait_{slot.bound_by or FUNCTION}_seconds": slot.waited})
             token = self._token()
             self._counters.add(requests=1)
             retry_after = None
@@ -291,6 +293,7 @@ class GraphClient:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
+                    self._limiter.succeeded(slot)
                     return response.content
                 if status == 401 and not refreshed:
                     # Tokens can be revoked or rotated before their expiry: one fresh token, one more try.
@@ -304,14 +307,22 @@ class GraphClient:
                                               "A freshly fetched token was rejected too: check the credential's "
                                               "tenant and that GRAPH_ENDPOINT matches the token's audience")
                 if status == 403:
-                    raise self._request_error(GraphPermissionError, response, url, token, self._permission_help())
+                    raise self._request_error(GraphPermissionError, response, url, token,
+                                              self._permission_help(function))
                 if status not in RETRYABLE_STATUSES:
                     raise self._request_error(GraphRequestError, response, url, token, _status_hint(status))
-                if status == 429:
-                    self._counters.add(responses_429=1)
                 last_status = status
                 reason = f"HTTP {status}{_error_suffix(response, token)}"
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._wall_clock())
+                # A Retry-After beyond what this client waits is reported below, not held: other threads would
+                # only sit out a run's time budget in it.
+                held = retry_after if retry_after is not None and retry_after <= self._max_retry_after else None
+                if status == 429 or held is not None:
+                    # Only the scope that was throttled holds and slows down; the other functions' feeds go on.
+                    kind = self._limiter.throttled(slot, response.headers.get("x-ms-throttle-scope"), held,
+                                                   slow_down=status == 429)
+                    if status == 429:
+                        self._counters.add(**{"responses_429": 1, f"responses_429_{kind}": 1})
             if retries >= self._max_retries:
                 raise GraphRetriesExhaustedError(
                     f"Graph request failed after {retries + 1} attempts ({retries} retries, the GRAPH_MAX_RETRIES "
@@ -323,9 +334,8 @@ class GraphClient:
                     f"{self._max_retry_after:.0f} s this client waits; url: {url}", url=url,
                     attempts=retries + 1, last_status=last_status, last_error=reason)
             if retry_after is not None:
-                # Throttling is per app and tenant: the other threads of this client would only collect 429s
-                # (and lengthen the penalty) if they kept sending while this one waits.
-                self._limiter.hold(retry_after)
+                # The scope's hold (above) keeps every other thread of the process out of it meanwhile: they
+                # would only collect 429s, and lengthen the penalty.
                 wait = retry_after
             else:
                 wait = self._backoff.delay(retries)
@@ -342,12 +352,13 @@ class GraphClient:
             raise GraphPageError(f"Graph page's nextLink {problem}; not following it with our token; "
                                  f"nextLink: {next_link!r}; page url: {url}", url=url)
 
-    def _permission_help(self) -> str:
+    def _permission_help(self, function: str) -> str:
         endpoint = self._settings.graph_endpoint.rstrip("/")
-        return (f"The app identity lacks the Microsoft Graph application permission {PERMISSION[0]} "
-                f"(app role {PERMISSION[1]}) or the narrower {NARROW_PERMISSION[0]} (app role {NARROW_PERMISSION[1]}); "
-                f"delegated permissions do not work here. For a managed identity the portal cannot grant it: "
-                f"POST {endpoint}/v1.0/servicePrincipals/{{managed-identity-sp-id}}/appRoleAssignments with body "
+        return (f"{function} was refused (403): the app identity needs the Microsoft Graph application permission "
+                f"{PERMISSION[0]} (app role {PERMISSION[1]}) or the narrower {NARROW_PERMISSION[0]} (app role "
+                f"{NARROW_PERMISSION[1]}); delegated permissions do not work here. For a managed identity the "
+                f"portal cannot grant it: POST "
+                f"{endpoint}/v1.0/servicePrincipals/{{managed-identity-sp-id}}/appRoleAssignments with body "
                 f"{{\"principalId\": \"<managed-identity-sp-id>\", \"resourceId\": \"<id of the Microsoft Graph "
                 f"service principal, appId {GRAPH_APP_ID}>\", \"appRoleId\": \"{PERMISSION[1]}\"}}, as a caller "
                 f"holding AppRoleAssignment.ReadWrite.All (e.g. az rest or Microsoft Graph PowerShell "

@@ -15,9 +15,17 @@ class GraphStats:
     responses_429: int = 0                 # 429 Too Many Requests received
     pages: int = 0                         # pages accepted (valid JSON with a value list)
     rows: int = 0                          # rows in those pages
-    rate_limit_wait_seconds: float = 0.0   # time spent waiting on the client's own request-rate limit
+    rate_limit_wait_seconds: float = 0.0   # time spent waiting for slots of the client-side request limits
     token_refreshes: int = 0               # tokens fetched again after a 401
     bytes_received: int = 0                # body bytes of accepted pages
+    # 429s by the scope they slowed (x-ms-throttle-scope; the request's function when Graph does not say).
+    responses_429_function: int = 0
+    responses_429_app: int = 0
+    responses_429_tenant: int = 0
+    # rate_limit_wait_seconds by the scope that set the slot: which of the three limits the run is bound by.
+    slot_wait_function_seconds: float = 0.0
+    slot_wait_app_seconds: float = 0.0
+    slot_wait_tenant_seconds: float = 0.0
 
     def __sub__(self, other: "GraphStats") -> "GraphStats":
         return GraphStats(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
