@@ -7,14 +7,18 @@ objects (HttpRequest, TimerRequest), and like `func start` demands no keys unles
 
 Non-HTTP functions run on demand as the real host's admin API does:
     POST /admin/functions/<name>     (body {"input": ""})
+and timer functions also at their schedules while a `TimerScheduler` runs (`make run` starts one).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 import logging
+import os
 import re
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -215,3 +219,65 @@ def _run_logged(function: Callable, name: str) -> None:
         run_timer(function)
     except Exception:
         log.error("function %s failed:\n%s", name, traceback.format_exc())
+
+
+def resolve_setting(value: str, environ=os.environ) -> str:
+    """A binding expression as the host resolves it: %NAME% is the app setting NAME. Locally a setting the app
+    declares with a default (shared/config/settings.py) resolves to that default when unset, as
+    local.settings.json.example sets it."""
+    m = re.fullmatch(r"%(\w+)%", value or "")
+    if not m:
+        return value
+    name = m.group(1)
+    if environ.get(name):
+        return environ[name]
+    from shared.config.settings import specs
+
+    default = next((spec.default for spec in specs() if spec.name == name), None)
+    if default is None:
+        raise ValueError(f"the binding expression {value} names app setting {name}, which is not set")
+    return default
+
+
+class TimerScheduler:
+    """Runs the app's timer functions at their NCRONTAB schedules, as the host does: one invocation of a function
+    at a time (the host's singleton lock), and after it ends the next occurrence after that moment (occurrences
+    that passed during a long invocation are not made up). `invocations` counts them by function name."""
+
+    def __init__(self, app: func.FunctionApp, environ=os.environ):
+        from croniter import croniter
+
+        index = FunctionIndex.of(app)
+        self._croniter = croniter
+        self._schedules = {}
+        for name, meta in index.bindings.items():
+            trigger = next(b for b in meta["bindings"] if b["type"].endswith("Trigger"))
+            if trigger["type"] == "timerTrigger":
+                self._schedules[name] = (resolve_setting(trigger["schedule"], environ), index.others[name])
+        self.invocations: dict[str, int] = {name: 0 for name in self._schedules}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "TimerScheduler":
+        for name, (schedule, function) in self._schedules.items():
+            thread = threading.Thread(target=self._loop, args=(name, schedule, function), daemon=True,
+                                      name=f"timer-{name}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Start no new invocation, and wait for the running ones to end."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _loop(self, name: str, schedule: str, function: Callable) -> None:
+        while not self._stop.is_set():
+            now = dt.datetime.now(dt.timezone.utc)
+            following = self._croniter(schedule, now, second_at_beginning=True).get_next(dt.datetime)
+            if self._stop.wait(max(0.0, (following - dt.datetime.now(dt.timezone.utc)).total_seconds())):
+                return
+            self.invocations[name] += 1
+            _run_logged(function, name)
+            time.sleep(0)  # let a stop() that raced the invocation win before the next wait

@@ -1,4 +1,5 @@
-"""`make run`: start the local stack, collect yesterday against the simulator, then serve the API on :7071.
+"""`make run`: start the local stack, collect yesterday against the simulator, then serve the API on :7071 and tick
+the collect timer (which goes on with the rest of the first run's 30 days in the background).
 
 Ctrl-C, SIGTERM or SIGHUP (a closed terminal) stop the HTTP server and every process the stack started, in
 order; if this process is killed outright, the kernel ends the services (see devstack/stack.py), and the next
@@ -92,11 +93,13 @@ def main() -> int:
         ensure_stores(settings)
         summary = first_run(settings)
         server = serve(api_port)
+        timers = start_timers()
         print_summary(summary, time.monotonic() - started, stack, api_port)
         try:
             server.serve_forever()
         finally:
             server.server_close()
+            timers.stop()
     except StopSignal as stop:
         interrupted = stop
     except KeyboardInterrupt:
@@ -133,6 +136,16 @@ def serve(port: int = PORT):
     from .localhost import make_server
 
     return make_server(app, "127.0.0.1", port, localhost_keys())
+
+
+def start_timers():
+    """Tick the collect timer at its schedule, as the host would: it collects the rest of the first run's days in
+    the background, and whatever a backfill asks for."""
+    from function_app import app
+
+    from .localhost import TimerScheduler
+
+    return TimerScheduler(app).start()
 
 
 def print_summary(lines: list[str], seconds: float, stack: Stack, port: int = PORT) -> None:

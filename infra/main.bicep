@@ -29,8 +29,11 @@ param resourceGroupName string = ''
 
 // ---- Collector settings (app settings; shared/config/settings.py validates them at start-up) -----------------------
 
-@description('NCRONTAB schedule of the collector, six fields, UTC (COLLECT_SCHEDULE). Default: daily at 03:30.')
+@description('NCRONTAB schedule of the daily rhythm, six fields, UTC (COLLECT_SCHEDULE): new days and the re-scan are due at each occurrence. Default: daily at 03:30.')
 param collectSchedule string = '0 30 3 * * *'
+
+@description('NCRONTAB schedule of the collect timer, six fields, UTC (COLLECT_TIMER_SCHEDULE): each tick collects what is due, so a backlog goes on run after run. Default: every minute.')
+param collectTimerSchedule string = '0 * * * * *'
 
 @description('Feeds to collect, comma separated: pstn, directRouting (FEEDS).')
 param feeds string = 'pstn,directRouting'
@@ -71,8 +74,14 @@ param graphEndpoint string = 'https://graph.microsoft.com'
 @description('Microsoft Graph API version (GRAPH_API_VERSION); beta rows carry more fields.')
 param graphApiVersion string = 'v1.0'
 
-@description('Client-side cap on Graph requests per second (GRAPH_MAX_REQUESTS_PER_SECOND), a decimal number.')
-param graphMaxRequestsPerSecond string = '3'
+@description('Requests per minute to each Graph call-log function (GRAPH_FUNCTION_REQUESTS_PER_MINUTE), a decimal number. Microsoft documents 50 per 60 s per function.')
+param graphFunctionRequestsPerMinute string = '47'
+
+@description('Graph call-log requests per minute of the app identity (GRAPH_APP_REQUESTS_PER_MINUTE), a decimal number. Microsoft documents 200 per 60 s per application per tenant.')
+param graphAppRequestsPerMinute string = '190'
+
+@description('Graph call-log requests per minute to the tenant (GRAPH_TENANT_REQUESTS_PER_MINUTE), a decimal number. Microsoft documents 1,000 per 60 s per tenant for all apps.')
+param graphTenantRequestsPerMinute string = '950'
 
 @minValue(1)
 @maxValue(600)
@@ -247,7 +256,9 @@ var appSettings = {
   GRAPH_API_VERSION: graphApiVersion
   GRAPH_CREDENTIAL: 'managed_identity'
   GRAPH_CLIENT_ID: identity.outputs.clientId
-  GRAPH_MAX_REQUESTS_PER_SECOND: graphMaxRequestsPerSecond
+  GRAPH_FUNCTION_REQUESTS_PER_MINUTE: graphFunctionRequestsPerMinute
+  GRAPH_APP_REQUESTS_PER_MINUTE: graphAppRequestsPerMinute
+  GRAPH_TENANT_REQUESTS_PER_MINUTE: graphTenantRequestsPerMinute
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
   GRAPH_MAX_RETRIES: string(graphMaxRetries)
   AZURE_CLIENT_ID: identity.outputs.clientId
@@ -267,6 +278,7 @@ var appSettings = {
   SUBWINDOWS: string(subwindows)
   UPSERT_CONCURRENCY: string(upsertConcurrency)
   COLLECT_SCHEDULE: collectSchedule
+  COLLECT_TIMER_SCHEDULE: collectTimerSchedule
 }
 
 // ---- Resources ---------------------------------------------------------------------------------------------

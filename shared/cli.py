@@ -142,6 +142,10 @@ def _status(settings, args) -> int:
               f"({feed['window']['from']} to {feed['window']['to']}), {feed['rows']} rows; "
               f"last run {last.get('ended') or 'never'} {last.get('outcome') or ''}; "
               f"last success {feed['lastSuccessAt'] or 'never'}")
+        backlog = feed.get("backlog") or {}
+        if backlog.get("days"):
+            print(f"  backlog: {backlog['days']} day(s), about {backlog['requests']} Graph requests at "
+                  f"{backlog['requestsPerMinute']} a minute; expected done by {backlog['finish']}")
         if feed["gaps"]:
             print(f"  without a successful run: {', '.join(feed['gaps'])}")
         for failed in feed["failed"]:

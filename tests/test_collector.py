@@ -18,6 +18,7 @@ from shared.collect.day import FAR_FROM_DAY, far_from_window
 from shared.collect.run import run_days, run_scheduled, scheduled_work
 from shared.config.feeds import FEEDS
 from shared.collect.windows import Window, day_window
+from shared.instants import yesterday
 
 from .collecting import (TOKEN, archive_blobs, assert_store_equals_truth, fresh_settings, manifests,
                          new_collector, stored_rows)
@@ -83,16 +84,21 @@ def test_a_rerun_writes_nothing_and_counts_every_row_unchanged(settings, sim):
 
 
 def test_rows_that_arrive_late_are_stored_by_the_next_runs_rescan(stack, sim):
-    settings = fresh_settings(stack, sim.url, FEEDS="pstn", RESCAN_DAYS="3", COVERAGE_START=DAYS[0].isoformat())
-    sim.configure(late_rows=[{"day": DAYS[1].isoformat(), "feed": "pstn", "count": 40, "after_requests": 12}])
-    now = _at(DAYS[-1] + dt.timedelta(days=1))
-    first = run_scheduled(settings, now=now)
-    assert [o.day for o in first.outcomes] == [d.isoformat() for d in DAYS]
+    # Recent days and the real clock: whether a day was re-scanned since the last occurrence of COLLECT_SCHEDULE
+    # compares the ledger's (real) instants with it. An occurrence every second makes each run a daily one.
+    last = yesterday("UTC")
+    days = [last - dt.timedelta(days=n) for n in (2, 1, 0)]
+    settings = fresh_settings(stack, sim.url, FEEDS="pstn", RESCAN_DAYS="3", COVERAGE_START=days[0].isoformat(),
+                              COLLECT_SCHEDULE="* * * * * *")
+    sim.configure(late_rows=[{"day": days[1].isoformat(), "feed": "pstn", "count": 40, "after_requests": 12}])
+    first = run_scheduled(settings)
+    assert [o.day for o in first.outcomes] == [d.isoformat() for d in days]
     assert len(stored_rows(settings)) == 7500  # the late rows were not published yet
-    second = run_scheduled(settings, now=now)
-    day2 = next(o for o in second.outcomes if o.day == DAYS[1].isoformat())
+    time.sleep(1.1)  # past the next occurrence
+    second = run_scheduled(settings)
+    day2 = next(o for o in second.outcomes if o.day == days[1].isoformat())
     assert (day2.new, day2.unchanged) == (40, 2500)
-    assert_store_equals_truth(settings, sim, "pstn", DAYS)
+    assert_store_equals_truth(settings, sim, "pstn", days)
 
 
 def test_missed_days_are_caught_up_oldest_first_within_the_budget(stack, sim):
@@ -215,7 +221,7 @@ def test_a_whole_day_setting_never_cuts_a_day_by_its_shape(stack, sim):
 def test_berlin_yesterday_is_the_berlin_day_across_the_dst_change(stack, sim):
     settings = fresh_settings(stack, sim.url, FEEDS="pstn", TIME_ZONE="Europe/Berlin", RESCAN_DAYS="1",
                               COVERAGE_START="2026-03-29")
-    now = dt.datetime(2026, 3, 30, 2, 30, tzinfo=dt.timezone.utc)  # 04:30 in Berlin (CEST)
+    now = dt.datetime(2026, 3, 30, 3, 45, tzinfo=dt.timezone.utc)  # after the 03:30 UTC occurrence; 05:45 in Berlin
     report = run_scheduled(settings, now=now)
     assert [o.day for o in report.outcomes] == ["2026-03-29"]
     window = day_window(dt.date(2026, 3, 29), "Europe/Berlin")
@@ -231,7 +237,8 @@ def test_the_command_line_collects_a_range_through_the_same_path(stack, sim):
     settings = fresh_settings(stack, sim.url, FEEDS="pstn")
     env = {**os.environ, **stack.app_env(), "GRAPH_ENDPOINT": sim.url, "GRAPH_STATIC_TOKEN": TOKEN,
            "COSMOS_DATABASE": settings.cosmos_database, "ARCHIVE_CONTAINER": settings.archive_container,
-           "FEEDS": "pstn", "GRAPH_MAX_REQUESTS_PER_SECOND": "100"}
+           "FEEDS": "pstn", "GRAPH_FUNCTION_REQUESTS_PER_MINUTE": "6000", "GRAPH_APP_REQUESTS_PER_MINUTE": "6000",
+           "GRAPH_TENANT_REQUESTS_PER_MINUTE": "6000"}
     done = subprocess.run([sys.executable, "-m", "shared.cli", "collect", "--from", DAYS[0].isoformat(),
                            "--to", DAYS[1].isoformat(), "--json"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
@@ -261,6 +268,10 @@ def test_the_timer_function_runs_the_scheduled_collection(stack, sim, monkeypatc
     assert len(stored_rows(settings, "pstn")) == len(sim.truth("pstn", day, day + dt.timedelta(days=1)))
     assert len(stored_rows(settings, "directRouting")) > 0
 
+    # Nothing is due again before the next occurrence; a backfill request makes the day due at this tick.
+    from shared.stores import open_stores
+
+    open_stores(settings).ledger.request_backfill("pstn", day, day)
     sim.configure(faults=[{"kind": "status", "status": 403, "times": 10}])
     with pytest.raises(Exception, match="failed"):
         run_timer(FunctionIndex.of(app).function("collect"))

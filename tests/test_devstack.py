@@ -130,7 +130,7 @@ def test_the_real_app_registers_its_functions_with_the_declared_triggers():
     index = FunctionIndex.of(app)
     assert "collect" in index.others
     timer = next(b for b in index.bindings["collect"]["bindings"] if b["type"] == "timerTrigger")
-    assert timer["schedule"] == "%COLLECT_SCHEDULE%"
+    assert timer["schedule"] == "%COLLECT_TIMER_SCHEDULE%"
     routes = {r.name: r for r in index.routes}
     assert routes["health"].auth_level == "anonymous"
 

@@ -470,8 +470,8 @@ def _copy_with(tmp_path, relative: str, old: str, new: str) -> Path:
 @pytest.mark.parametrize("line, named", [
     ("  COSMOS_ENDPOINT: cosmos.outputs.endpoint\n", "COSMOS_ENDPOINT is read by the app, has no default"),
     ("  STORAGE_ACCOUNT_URL: storage.outputs.blobEndpoint\n", "STORAGE_ACCOUNT_URL is read by the app"),
-    # It has a default in settings.py, but the timer binding %COLLECT_SCHEDULE% is resolved by the host.
-    ("  COLLECT_SCHEDULE: collectSchedule\n", "binds %COLLECT_SCHEDULE%"),
+    # It has a default in settings.py, but the timer binding %COLLECT_TIMER_SCHEDULE% is resolved by the host.
+    ("  COLLECT_TIMER_SCHEDULE: collectTimerSchedule\n", "binds %COLLECT_TIMER_SCHEDULE%"),
 ])
 def test_removing_a_needed_setting_fails_the_contract(tmp_path, line, named):
     problems = contract_problems(_copy_with(tmp_path, "main.bicep", line, ""))

@@ -69,6 +69,12 @@ PAGE = """<!doctype html>
     summary.appendChild(el("span", {"class": feed.gaps.length ? "bad" : "ok"}, feed.gaps.length + " without a successful run"));
     summary.appendChild(el("span", {}, "last success " + (feed.lastSuccessAt || "never")));
     section.appendChild(summary);
+    var backlog = feed.backlog || {days: 0};
+    section.appendChild(el("div", {"class": "backlog", "data-days": backlog.days,
+                                   "data-requests": backlog.days ? backlog.requests : 0},
+      backlog.days ? "backlog: " + backlog.days + " day(s), about " + backlog.requests + " Graph requests at " +
+        backlog.requestsPerMinute + " a minute; expected done by " + backlog.finish
+        : "backlog: none, nothing due before the next scheduled run"));
     var width = 1000, height = 140, gap = 1, barWidth = Math.max(2, width / Math.max(days.length, 1) - gap);
     var max = Math.max.apply(null, days.map(function (d) { return d.rows || 0; }).concat([1]));
     var svg = el("svg", {"width": width, "height": height + 18, "viewBox": "0 0 " + width + " " + (height + 18),

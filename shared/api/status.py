@@ -5,6 +5,7 @@ import datetime as dt
 
 from croniter import croniter
 
+from ..collect.worklist import backlogs, due_days
 from ..config.feeds import enabled_feeds
 from ..config.settings import Settings
 from ..instants import days_between, format_instant, yesterday
@@ -26,11 +27,14 @@ def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = N
     now = now or dt.datetime.now(dt.timezone.utc)
     last_day = yesterday(settings.time_zone, now)
     window_start = last_day - dt.timedelta(days=days - 1)
-    feeds = {}
+    feeds, due, all_states = {}, {}, {}
     for feed in enabled_feeds(settings):
-        states = ledger.day_states(feed.name)
+        states = all_states[feed.name] = ledger.day_states(feed.name)
         coverage_start = ledger.planned_coverage_start(feed.name, settings.coverage_start,
                                                         last_day + dt.timedelta(days=1))
+        due[feed.name] = due_days(states, ledger.backfills(feed.name, pending_only=True), coverage_start,
+                                  settings.time_zone, settings.rescan_days, settings.collect_schedule,
+                                  dt.timedelta(minutes=settings.failed_retry_minutes), now)
         first = max(coverage_start, window_start)
         runs = ledger.runs(feed.name, since=(window_start - dt.timedelta(days=1)).isoformat())
         day_rows, gaps, failed = [], [], []
@@ -62,8 +66,16 @@ def build_status(settings: Settings, ledger: Ledger, now: dt.datetime | None = N
             "recentRuns": [_run_summary(r) for r in sorted(finished, key=lambda r: r["ended"], reverse=True)[:20]],
             "backfills": [_backfill_summary(b) for b in ledger.backfills(feed.name)][-20:],
         }
+    left = backlogs(due, all_states, (settings.graph_function_requests_per_minute,
+                                      settings.graph_app_requests_per_minute,
+                                      settings.graph_tenant_requests_per_minute), settings.subwindows, now)
+    for name, backlog in left.items():
+        feeds[name]["backlog"] = {**backlog.as_dict(), "due": [d.isoformat() for d in due[name]][:366]}
+    finishes = [b.finish for b in left.values() if b.finish]
     return {
         "generatedAt": format_instant(now),
+        "backlog": {"days": sum(b.days for b in left.values()), "requests": sum(b.requests for b in left.values()),
+                    "finish": max(finishes, default=None)},
         "healthy": all(not f["failed"] and not f["gaps"] for f in feeds.values()),
         "nextRun": next_run(settings.collect_schedule, now),
         "feeds": feeds,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..stores.ledger import DayOutcome, new_run_id
 from .day import STORE_UNREACHABLE, DayCollection, DayContext
 from .heap import pin_mmap_threshold
 from .replay import ReplayReport, replay_day
+from .worklist import due_days
 
 log = logging.getLogger("collector")
 
@@ -98,32 +100,57 @@ class Collector:
 
     def run(self, work: list[tuple[Feed, dt.date]], budget_seconds: float, run_id: str | None = None,
             progress: Progress | None = None) -> RunReport:
-        """Collect the work list oldest day first, within the time budget; the rest is left for the next run."""
+        """Collect the work list within the time budget, each feed's days oldest first, the feeds side by side
+        (each has a Graph limit of its own, and together they share the app's); the rest is left for the next
+        run."""
         run_id = run_id or new_run_id()
         report = RunReport(run_id, now_iso())
-        t0, longest = time.monotonic(), 0.0
-        ordered = sorted(work, key=lambda item: (item[1], item[0].name))
-        for index, (feed, day) in enumerate(ordered):
-            elapsed = time.monotonic() - t0
-            # Start a day only if the longest day so far would still fit: a day cut off by the host's timeout
-            # would be recorded as neither success nor failure.
-            if elapsed + longest * 1.2 > budget_seconds:
-                report.deferred = [(f.name, d.isoformat()) for f, d in ordered[index:]]
-                log.warning("run %s: time budget of %ss reached; %d day(s) left for the next run",
-                            run_id, budget_seconds, len(report.deferred))
-                break
-            outcome = self.collect_day(feed, day, run_id)
-            longest = max(longest, outcome.duration_seconds)
-            report.outcomes.append(outcome)
-            if progress:
-                progress(outcome)
-            if outcome.outcome == "failed" and (outcome.error or "").startswith(STORE_UNREACHABLE):
-                # Every later day would fail the same way, each after the SDKs' retries: stop, and leave them
-                # to the next run rather than spend the budget knocking on a closed door.
-                report.deferred = [(f.name, d.isoformat()) for f, d in ordered[index + 1:]]
-                log.error("run %s: %s; stopping, %d day(s) left for the next run", run_id, outcome.error,
-                          len(report.deferred))
-                break
+        by_feed: dict[str, list[tuple[Feed, dt.date]]] = {}
+        for feed, day in sorted(work, key=lambda item: (item[1], item[0].name)):
+            by_feed.setdefault(feed.name, []).append((feed, day))
+        t0 = time.monotonic()
+        lock = threading.Lock()
+        unreachable = threading.Event()  # a store that does not answer stops every feed, not only its own
+
+        def leave(items: list[tuple[Feed, dt.date]]) -> None:
+            with lock:
+                report.deferred += [(f.name, d.isoformat()) for f, d in items]
+
+        def collect_feed(items: list[tuple[Feed, dt.date]]) -> None:
+            longest = 0.0
+            for index, (feed, day) in enumerate(items):
+                elapsed = time.monotonic() - t0
+                # Start a day only if the longest day so far would still fit: a day cut off by the host's timeout
+                # would be recorded as neither success nor failure.
+                if unreachable.is_set() or elapsed + longest * 1.2 > budget_seconds:
+                    return leave(items[index:])
+                outcome = self.collect_day(feed, day, run_id)
+                longest = max(longest, outcome.duration_seconds)
+                with lock:
+                    report.outcomes.append(outcome)
+                    if progress:
+                        progress(outcome)
+                if outcome.outcome == "failed" and (outcome.error or "").startswith(STORE_UNREACHABLE):
+                    # Every later day would fail the same way, each after the SDKs' retries: stop, and leave them
+                    # to the next run rather than spend the budget knocking on a closed door.
+                    log.error("run %s: %s; stopping", run_id, outcome.error)
+                    unreachable.set()
+                    return leave(items[index + 1:])
+
+        if len(by_feed) <= 1:
+            for items in by_feed.values():
+                collect_feed(items)
+        else:
+            # Build the lazily opened stores before the threads race to.
+            self.stores.ledger, self.stores.calls, self.stores.archive
+            with ThreadPoolExecutor(len(by_feed), thread_name_prefix="feed") as feeds:
+                for done in [feeds.submit(collect_feed, items) for items in by_feed.values()]:
+                    done.result()
+        report.outcomes.sort(key=lambda o: (o.day, o.feed))
+        report.deferred.sort(key=lambda item: (item[1], item[0]))
+        if report.deferred:
+            log.warning("run %s: %d day(s) left for the next run (time budget of %ss, or a store not answering)",
+                        run_id, len(report.deferred), budget_seconds)
         report.ended = now_iso()
         log.info("run %s finished: %s", run_id, report.totals(),
                  extra={"event": "collect.run", "runId": run_id, **report.totals()})
@@ -139,26 +166,41 @@ def build_collector(settings: Settings, graph=None, stores: Stores | None = None
 
 
 def scheduled_work(settings: Settings, ledger, now: dt.datetime | None = None) -> list[tuple[Feed, dt.date]]:
-    """The timer's work list per feed: missing days since the coverage start, the trailing re-scan, and the
-    days of pending backfill requests (which may lie before the coverage start)."""
-    last = yesterday(settings.time_zone, now)
-    work = []
+    """The work list of a tick of the timer, every enabled feed's due days (collect/worklist.py says which)."""
+    return [item for items in due_work(settings, ledger, now).values() for item in items]
+
+
+def due_work(settings: Settings, ledger, now: dt.datetime | None = None) -> dict[str, list[tuple[Feed, dt.date]]]:
+    """Each enabled feed's due days at `now`: new days since the coverage start and the re-scan, as of the last
+    occurrence of COLLECT_SCHEDULE, failed days due for a retry, and the days of pending backfill requests
+    (which may lie before the coverage start)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    today = yesterday(settings.time_zone, now) + dt.timedelta(days=1)
+    work = {}
     for feed in enabled_feeds(settings):
-        first = ledger.coverage_start(feed.name, settings.coverage_start, last + dt.timedelta(days=1))
-        days = set(ledger.work_list(feed.name, first, last, settings.rescan_days))
-        for request in ledger.backfills(feed.name, pending_only=True):
-            days.update(days_between(dt.date.fromisoformat(request["from"]), dt.date.fromisoformat(request["to"])))
-        work += [(feed, day) for day in sorted(days) if day <= last]
+        first = ledger.coverage_start(feed.name, settings.coverage_start, today)
+        days = due_days(ledger.day_states(feed.name), ledger.backfills(feed.name, pending_only=True), first,
+                        settings.time_zone, settings.rescan_days, settings.collect_schedule,
+                        dt.timedelta(minutes=settings.failed_retry_minutes), now)
+        work[feed.name] = [(feed, day) for day in days]
     return work
 
 
 def run_scheduled(settings: Settings, now: dt.datetime | None = None, collector: Collector | None = None,
                   progress: Progress | None = None) -> RunReport:
-    """What the timer does: the work list within TIME_BUDGET_SECONDS, then settle the backfill requests."""
+    """What a tick of the timer does: the due days within TIME_BUDGET_SECONDS, then settle the backfill requests.
+    A tick with nothing due returns at once, without asking Graph for a token."""
+    stores = collector.stores if collector is not None else open_stores(settings)
+    work = scheduled_work(settings, stores.ledger, now)
+    if not work:
+        # Days a hand-run collection did (the command line settles nothing) may still close a request.
+        for feed in enabled_feeds(settings):
+            if stores.ledger.backfills(feed.name, pending_only=True):
+                stores.ledger.settle_backfills(feed.name)
+        return RunReport(new_run_id(), now_iso(), ended=now_iso())
     owned = collector is None
-    collector = collector or build_collector(settings)
+    collector = collector or build_collector(settings, stores=stores)
     try:
-        work = scheduled_work(settings, collector.ledger, now)
         report = collector.run(work, settings.time_budget_seconds, progress=progress)
         for feed in enabled_feeds(settings):
             for request in collector.ledger.settle_backfills(feed.name):
