@@ -35,11 +35,13 @@ FAILED_DAY = DAYS[0]
 def ops(stack):
     """Six recent days collected by the scheduled path with the oldest one failing, and the app on a free port."""
     with GraphSimulator(seed=9, token=TOKEN, rows_per_day={"pstn": 300, "directRouting": 30}) as sim:
+        # A failed day waits for its retry delay: the scheduled run below leaves it failed.
         settings = fresh_settings(stack, sim.url, FEEDS="pstn", COVERAGE_START=DAYS[0].isoformat(),
-                                  RESCAN_DAYS="2")
-        sim.configure(faults=[{"kind": "status", "status": 403, "times": 1}])  # the first request: the oldest day
+                                  RESCAN_DAYS="2", FAILED_RETRY_MINUTES="600")
+        sim.configure(faults=[{"kind": "status", "status": 403, "times": 1}])
+        failed = run_days(settings, [FEEDS["pstn"]], DAYS[0], DAYS[0])
         report = run_scheduled(settings)
-        assert [o.outcome for o in report.outcomes] == ["failed"] + ["succeeded"] * 5
+        assert [o.outcome for o in failed.outcomes + report.outcomes] == ["failed"] + ["succeeded"] * 5
         with served_app(settings, sim) as served:
             yield served
 

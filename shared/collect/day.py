@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config.feeds import Feed
 from ..config.settings import Settings
@@ -85,6 +85,9 @@ class DayContext:
     graph: object  # shared.graph.GraphClient, or a stand-in with the same pages() and stats
     stores: Stores
     pool: ThreadPoolExecutor
+    # Days of a run collected at once may share a UTC day (a local day spans two): one summary refresh at a
+    # time, so the last one reads every write and its result is the one that stays.
+    summaries_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class DayCollection:
@@ -331,7 +334,8 @@ class DayCollection:
         if self.outcome.outcome != "succeeded":
             return
         try:
-            refresh_summaries(self.context.stores, self.feed, self.outcome.days_written)
+            with self.context.summaries_lock:
+                refresh_summaries(self.context.stores, self.feed, self.outcome.days_written)
         except Exception as exc:
             self.outcome.outcome, self.outcome.error = "failed", f"updating the daily summaries failed: {describe(exc)}"
 

@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -28,6 +29,11 @@ from .worklist import due_days
 log = logging.getLogger("collector")
 
 Progress = Callable[[DayOutcome], None]
+
+# Days of one feed collected at once. A day's last pages come from its last windows alone, fewer requests in
+# flight than the rate allows; a second day beside it keeps the function's limit busy (a backfill reaches 0.9 of
+# Graph's limit instead of about 0.83, BENCHMARKS.md (f)). Both share the feed's Graph limits.
+DAYS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -100,9 +106,9 @@ class Collector:
 
     def run(self, work: list[tuple[Feed, dt.date]], budget_seconds: float, run_id: str | None = None,
             progress: Progress | None = None) -> RunReport:
-        """Collect the work list within the time budget, each feed's days oldest first, the feeds side by side
-        (each has a Graph limit of its own, and together they share the app's); the rest is left for the next
-        run."""
+        """Collect the work list within the time budget: each feed's days oldest first, DAYS_IN_FLIGHT at a
+        time, the feeds side by side (each has a Graph limit of its own, and together they share the app's);
+        the rest is left for the next run."""
         run_id = run_id or new_run_id()
         report = RunReport(run_id, now_iso())
         by_feed: dict[str, list[tuple[Feed, dt.date]]] = {}
@@ -112,21 +118,24 @@ class Collector:
         lock = threading.Lock()
         unreachable = threading.Event()  # a store that does not answer stops every feed, not only its own
 
-        def leave(items: list[tuple[Feed, dt.date]]) -> None:
-            with lock:
-                report.deferred += [(f.name, d.isoformat()) for f, d in items]
-
-        def collect_feed(items: list[tuple[Feed, dt.date]]) -> None:
-            longest = 0.0
-            for index, (feed, day) in enumerate(items):
-                elapsed = time.monotonic() - t0
-                # Start a day only if the longest day so far would still fit: a day cut off by the host's timeout
-                # would be recorded as neither success nor failure.
-                if unreachable.is_set() or elapsed + longest * 1.2 > budget_seconds:
-                    return leave(items[index:])
-                outcome = self.collect_day(feed, day, run_id)
-                longest = max(longest, outcome.duration_seconds)
+        def collect_feed(queue: deque, longest: list[float]) -> None:
+            """One of a feed's DAYS_IN_FLIGHT workers: take its next day, oldest first, until none is left or
+            the budget would not hold another."""
+            while True:
                 with lock:
+                    if not queue:
+                        return
+                    elapsed = time.monotonic() - t0
+                    # Start a day only if the longest day so far would still fit: a day cut off by the host's
+                    # timeout would be recorded as neither success nor failure.
+                    if unreachable.is_set() or elapsed + longest[0] * 1.2 > budget_seconds:
+                        report.deferred += [(f.name, d.isoformat()) for f, d in queue]
+                        queue.clear()
+                        return
+                    feed, day = queue.popleft()
+                outcome = self.collect_day(feed, day, run_id)
+                with lock:
+                    longest[0] = max(longest[0], outcome.duration_seconds)
                     report.outcomes.append(outcome)
                     if progress:
                         progress(outcome)
@@ -135,17 +144,14 @@ class Collector:
                     # to the next run rather than spend the budget knocking on a closed door.
                     log.error("run %s: %s; stopping", run_id, outcome.error)
                     unreachable.set()
-                    return leave(items[index + 1:])
 
-        if len(by_feed) <= 1:
-            for items in by_feed.values():
-                collect_feed(items)
-        else:
-            # Build the lazily opened stores before the threads race to.
-            self.stores.ledger, self.stores.calls, self.stores.archive
-            with ThreadPoolExecutor(len(by_feed), thread_name_prefix="feed") as feeds:
-                for done in [feeds.submit(collect_feed, items) for items in by_feed.values()]:
-                    done.result()
+        # Build the lazily opened stores before the threads race to.
+        self.stores.ledger, self.stores.calls, self.stores.archive
+        workers = [(deque(items), [0.0]) for items in by_feed.values()]
+        with ThreadPoolExecutor(max(1, len(workers) * DAYS_IN_FLIGHT), thread_name_prefix="day") as days:
+            for done in [days.submit(collect_feed, queue, longest) for queue, longest in workers
+                         for _ in range(DAYS_IN_FLIGHT)]:
+                done.result()
         report.outcomes.sort(key=lambda o: (o.day, o.feed))
         report.deferred.sort(key=lambda item: (item[1], item[0]))
         if report.deferred:

@@ -64,7 +64,8 @@ def due_days(states: dict[str, dict], backfills: list[dict], first: dt.date, tim
                 continue
             state = states.get(day.isoformat()) or {}
             if _before(state.get("lastSuccessAt"), since):
-                if state.get("status") != "failed" or _failed_due(state, mark, failed_retry, now):
+                # A request retries a failed day once at once; after that, as any failed day.
+                if state.get("status") != "failed" or _failed_due(state, max(mark, since), failed_retry, now):
                     due.add(day)
     return sorted(due)
 
