@@ -22,16 +22,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", metavar="N/SECONDS", help="e.g. 200/60: at most N requests per window")
     parser.add_argument("--limits", help='Graph\'s scopes: "documented" (50 a minute per function, 200 per app, '
                                          '1,000 per tenant) or their JSON (devstack/graphsim/scopes.py)')
-    parser.add_argument("--time-scale", type=float, default=1.0, help="the limits' minutes pass this much faster")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="the limits' windows and Retry-After are divided by this (default 1)")
     parser.add_argument("--token", help="the only bearer token accepted (default: any)")
     args = parser.parse_args(argv)
+    limits = args.limits
+    if limits and limits.lstrip().startswith("{"):
+        try:
+            limits = json.loads(limits)
+        except ValueError as exc:  # json's own message names no option
+            parser.error(f"--limits is not valid JSON: {exc}")
     try:
         simulator = GraphSimulator(host=args.host, port=args.port, seed=args.seed,
                                    rows_per_day=args.rows_per_day, token=args.token,
                                    page_size=args.page_size, latency=args.latency,
                                    rate_limit=args.rate_limit, time_scale=args.time_scale,
-                                   limits=json.loads(args.limits) if args.limits and args.limits.startswith("{")
-                                   else args.limits)
+                                   limits=limits)
     except ValueError as exc:
         parser.error(str(exc))
     stopping = threading.Event()

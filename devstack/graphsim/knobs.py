@@ -9,8 +9,14 @@
   faults                 list of fault rules (see faults.py); replaces the list and its counters
   late_rows              list of late-row rules (see late.py); replaces the list and restarts its clocks
   rate_limit             null, {"requests": n, "per_seconds": s} or "n/s" (see ratelimit.py)
-  limits                 null, "documented", or Graph's scopes per function, app and tenant (see scopes.py)
-  time_scale             number > 0: the `limits` windows and their Retry-After pass this many times faster
+  limits                 null (off), "documented" (50 requests / 60 s per function, 200 per app, 1,000 per
+                         tenant) or {"per_function": LIMIT | {"getPstnCalls": LIMIT, "*": LIMIT},
+                         "per_app": LIMIT, "per_tenant": LIMIT}, each key optional, LIMIT as rate_limit's;
+                         a refusal is 429 naming its scope in x-ms-throttle-scope (see scopes.py)
+  time_scale             number > 0 (default 1): every `limits` window and Retry-After is divided by it. At 1
+                         Retry-After is whole seconds (ceil, >= 1) as Graph sends; otherwise decimal seconds
+                         with three places (e.g. "0.250", at least "0.001"), which HTTP does not allow but the
+                         project's client reads. rate_limit and fault rules' retry_after are not scaled
   token                  null (any bearer token passes) or the only token that passes
   functions              {name: declaration} of made-up Graph functions served besides the real two
                          (see functions.py); replaces the previous ones

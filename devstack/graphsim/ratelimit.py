@@ -48,11 +48,23 @@ class SlidingWindow:
         self.limit = limit
         self._admitted: deque[float] = deque()
 
-    def admit(self, now: float) -> int | None:
-        """None if the request may pass, else the Retry-After in whole seconds (at least 1)."""
+    def wait(self, now: float) -> float:
+        """0 if a request may pass now, else the seconds until one may. Occupies nothing, so the simulator
+        can ask every limit before any of them counts the request."""
         while self._admitted and self._admitted[0] <= now - self.limit.per_seconds:
             self._admitted.popleft()
         if len(self._admitted) < self.limit.requests:
-            self._admitted.append(now)
+            return 0.0
+        return self._admitted[0] + self.limit.per_seconds - now
+
+    def occupy(self, now: float) -> None:
+        self._admitted.append(now)
+
+    def admit(self, now: float) -> int | None:
+        """None if the request may pass (it then occupies the window), else the Retry-After in whole
+        seconds (at least 1)."""
+        wait = self.wait(now)
+        if wait == 0:
+            self.occupy(now)
             return None
-        return max(1, math.ceil(self._admitted[0] + self.limit.per_seconds - now))
+        return max(1, math.ceil(wait))

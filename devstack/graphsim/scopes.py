@@ -12,12 +12,13 @@ value in decimal seconds (at least 0.001), which HTTP does not allow but the pro
 A request is admitted only when every scope admits it, and only admitted requests occupy windows. A refused
 one is answered 429 with the Retry-After of the scope that needs the longest wait, named in the header
 `x-ms-throttle-scope`: `Collection/{function}`, `Tenant_Application/{appKey}` or `Tenant`. The app is the
-`appid` (or `azp`) claim of a JWT bearer token; any other token is one app, `application` (a token is never
-echoed).
+`appid` (or `azp`) claim of a JWT bearer token; any other token is an app of its own, shown as `application`
+(a token is never echoed).
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 from collections import deque
@@ -32,12 +33,12 @@ _KEYS = ("per_function", "per_app", "per_tenant")
 
 @dataclass(frozen=True)
 class Limits:
-    per_function: dict[str, RateLimit] = field(default_factory=dict)  # lower-case name or "*"
+    per_function: dict[str, RateLimit | None] = field(default_factory=dict)  # lower-case name or "*"
     per_app: RateLimit | None = None
     per_tenant: RateLimit | None = None
 
     def as_json(self) -> dict:
-        return {"per_function": {k: v.as_json() for k, v in self.per_function.items()},
+        return {"per_function": {k: v.as_json() if v else None for k, v in self.per_function.items()},
                 "per_app": self.per_app.as_json() if self.per_app else None,
                 "per_tenant": self.per_tenant.as_json() if self.per_tenant else None}
 
@@ -55,9 +56,8 @@ def parse_limits(obj: object) -> Limits | None:
         for name, limit in per_function.items():
             if not isinstance(name, str) or not name:
                 raise ValueError("limits.per_function names must be function names or '*'")
-            parsed = _limit(f"limits.per_function.{name}", limit)
-            if parsed:
-                functions[name.lower()] = parsed
+            # A named null is no per-function limit for that function, whatever "*" says.
+            functions[name.lower()] = _limit(f"limits.per_function.{name}", limit)
     else:
         parsed = _limit("limits.per_function", per_function)
         if parsed:
@@ -94,6 +94,16 @@ def app_key(authorization: str | None) -> str:
     return "application"
 
 
+def app_identity(authorization: str | None) -> tuple[str, str]:
+    """(label, window key) of a token's app: a JWT's claim for both; for any other token the label
+    `application` and a hash of the token as the key, so two opaque tokens are two apps and neither is shown."""
+    label = app_key(authorization)
+    if label != "application":
+        return label, label
+    token = (authorization or "").partition(" ")[2].strip()
+    return label, "opaque:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+
+
 class _Window:
     def __init__(self, limit: RateLimit, scale: float):
         self.requests, self.seconds = limit.requests, limit.per_seconds / scale
@@ -125,13 +135,17 @@ class ScopeBook:
             self._windows[key] = _Window(limit, self.scale)
         return self._windows[key]
 
-    def admit(self, function: str, app: str, now: float) -> tuple[str, str] | None:
-        """None when admitted; else (Retry-After header value, x-ms-throttle-scope value)."""
+    def admit(self, function: str, app: str | tuple[str, str], now: float) -> tuple[str, str] | None:
+        """None when admitted; else (Retry-After header value, x-ms-throttle-scope value). `app` is the app's
+        key, or (the label the header shows, the key of its window) as app_identity gives them."""
         if self.limits is None:
             return None
-        limit = self.limits.per_function.get(function.lower(), self.limits.per_function.get("*"))
+        functions = self.limits.per_function
+        limit = functions[function.lower()] if function.lower() in functions else functions.get("*")
+        label, window_key = app if isinstance(app, tuple) else (app, app)
         scopes = [(f"Collection/{function}", self._window(f"Collection/{function}", limit)),
-                  (f"Tenant_Application/{app}", self._window(f"Tenant_Application/{app}", self.limits.per_app)),
+                  (f"Tenant_Application/{label}", self._window(f"Tenant_Application/{window_key}",
+                                                               self.limits.per_app)),
                   ("Tenant", self._window("Tenant", self.limits.per_tenant))]
         scopes = [(name, window) for name, window in scopes if window is not None]
         waits = [(window.wait(now), name, window) for name, window in scopes]
@@ -158,4 +172,4 @@ class ScopeBook:
 def _retry_after(seconds: float, scale: float) -> str:
     if scale == 1:
         return str(max(1, math.ceil(seconds)))
-    return f"{max(0.001, seconds):.3f}"
+    return f"{max(1, math.ceil(seconds * 1000)) / 1000:.3f}"  # rounded up: never earlier than the window frees

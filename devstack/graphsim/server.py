@@ -6,6 +6,7 @@ the function table (functions.py) held in the `functions` knob: the real two plu
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from datetime import date, datetime
@@ -18,7 +19,7 @@ from .graphurl import Query, context_url, next_link, parse_target
 from .handler import SimulatorHTTPServer
 from .journal import Journal
 from .ratelimit import SlidingWindow
-from .scopes import ScopeBook, app_key
+from .scopes import ScopeBook, app_identity
 from .replies import PAGE_CONTENT_TYPE, GraphError, Reply, compact_json, error_reply, new_request_id
 from .rows import FEEDS, VERSIONS, project
 from .ticks import iso_day, to_ticks
@@ -166,10 +167,15 @@ class GraphSimulator:
             query = parse_target(target, knobs["functions"])
             with self._lock:
                 now = time.monotonic()
-                retry_after = self._limiter.admit(now) if self._limiter else None
-                throttled = self._scopes.admit(query.function.name, app_key(headers.get("Authorization")), now) \
+                # Ask rate_limit without occupying it, so a request the scopes refuse does not use up a
+                # place in rate_limit's window (only admitted requests occupy windows).
+                wait = self._limiter.wait(now) if self._limiter else 0.0
+                retry_after = max(1, math.ceil(wait)) if wait else None
+                throttled = self._scopes.admit(query.function.name, _app(headers.get("Authorization")), now) \
                     if retry_after is None else None
                 if retry_after is None and throttled is None:
+                    if self._limiter:
+                        self._limiter.occupy(now)
                     fault = self._faults.match(query.feed, query.skip)
             if throttled is not None:
                 limited = True
@@ -233,6 +239,14 @@ class ScopeThrottled(Exception):
     def __init__(self, retry_after: str, scope: str):
         super().__init__(scope)
         self.retry_after, self.scope = retry_after, scope
+
+
+def _app(authorization: str | None) -> tuple[str, str]:
+    """The app scopes.py reads from the token (its label, its window's key); the label is `application` when
+    the claim could not travel in a header: http.server writes headers as latin-1, and a claim with other
+    characters would break the reply."""
+    label, key = app_identity(authorization)
+    return (label, key) if label.isascii() and label.isprintable() else ("application", key)
 
 
 def _check_token(header: str | None, token: str | None) -> None:

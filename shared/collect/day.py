@@ -91,9 +91,11 @@ class DayContext:
 
 
 class DayCollection:
-    def __init__(self, context: DayContext, feed: Feed, day: dt.date, run_id: str, whole_day_only: bool):
+    def __init__(self, context: DayContext, feed: Feed, day: dt.date, run_id: str, whole_day_only: bool,
+                 done_since: str | None = None):
         settings = context.settings
         self.context, self.feed, self.day, self.run_id = context, feed, day, run_id
+        self.done_since = done_since  # skip the day if another run collected it since (the run's start)
         self.ledger, self.archive, self.graph = context.stores.ledger, context.stores.archive, context.graph
         self.day_text = day.isoformat()
         self.window = day_window(day, settings.time_zone)
@@ -117,9 +119,11 @@ class DayCollection:
         self._renewed = 0.0
 
     def run(self) -> DayOutcome:
-        lease = self.ledger.acquire(self.feed.name, self.day_text, self.run_id, self.context.settings.lease_seconds)
+        lease = self.ledger.acquire(self.feed.name, self.day_text, self.run_id, self.context.settings.lease_seconds,
+                                    self.done_since)
         if not lease:
-            return self._skipped()
+            return self._skipped("another run collected this day after this run began" if lease.done
+                                 else "another run holds this day's lease")
         self._renewed = time.monotonic()
         self.outcome.took_over_from = lease.took_over_from
         if lease.took_over_from:
@@ -348,9 +352,9 @@ class DayCollection:
                       self.feed.name, self.day_text, describe(exc))
         log_outcome(self.outcome)
 
-    def _skipped(self) -> DayOutcome:
+    def _skipped(self, why: str) -> DayOutcome:
         outcome = DayOutcome(self.feed.name, self.day_text, self.run_id, "skipped", self.started, now_iso(),
-                             error="another run holds this day's lease")
+                             error=why)
         self.ledger.record(outcome)
         return outcome
 

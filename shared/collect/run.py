@@ -90,8 +90,8 @@ class Collector:
         if close:
             close()
 
-    def collect_day(self, feed: Feed, day: dt.date, run_id: str) -> DayOutcome:
-        collection = DayCollection(self._context, feed, day, run_id, feed.name in self.whole_day_only)
+    def collect_day(self, feed: Feed, day: dt.date, run_id: str, done_since: str | None = None) -> DayOutcome:
+        collection = DayCollection(self._context, feed, day, run_id, feed.name in self.whole_day_only, done_since)
         outcome = collection.run()
         if collection.fell_back_to_whole_days:
             self.whole_day_only.add(feed.name)
@@ -133,7 +133,7 @@ class Collector:
                         queue.clear()
                         return
                     feed, day = queue.popleft()
-                outcome = self.collect_day(feed, day, run_id)
+                outcome = self.collect_day(feed, day, run_id, done_since=report.started)
                 with lock:
                     longest[0] = max(longest[0], outcome.duration_seconds)
                     report.outcomes.append(outcome)

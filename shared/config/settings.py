@@ -64,7 +64,7 @@ _SPECS: tuple[Spec, ...] = (
          "Bearer token sent as is, for GRAPH_CREDENTIAL=static_token; refused unless GRAPH_ENDPOINT is a loopback address.",
          secret=True),
     Spec("GRAPH_FUNCTION_REQUESTS_PER_MINUTE", "47",
-         "Requests per minute to each call-log function (getPstnCalls, getDirectRoutingCalls, ...), shared by every "
+         "Requests per minute to each call-log function (each feed's own), shared by every "
          "thread and Graph client of the process. Microsoft documents 50 per 60 s per function (collection); the "
          "default stays 5% under it."),
     Spec("GRAPH_APP_REQUESTS_PER_MINUTE", "190",

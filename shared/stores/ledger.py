@@ -62,6 +62,7 @@ class LeaseResult:
     """Whether the lease was taken, and from which run if that run's lease had lapsed (it died or stalled)."""
     ok: bool
     took_over_from: str | None = None
+    done: bool = False  # not taken because another run collected the day after `done_since`
 
     def __bool__(self) -> bool:
         return self.ok
@@ -162,9 +163,11 @@ class Ledger:
         return sorted(set(missing) | set(recent))
 
     # --- leases ---------------------------------------------------------------------------------------
-    def acquire(self, feed: str, day: str, owner: str, seconds: float) -> LeaseResult:
-        """Take the day's lease unless another live run holds it. The etag makes two racing runs see each
-        other: only one replace (or create) wins, and the loser decides again on what the winner wrote."""
+    def acquire(self, feed: str, day: str, owner: str, seconds: float, done_since: str | None = None) -> LeaseResult:
+        """Take the day's lease unless another live run holds it, or (with `done_since`) another run collected
+        the day successfully since then: a run that planned the day before that has nothing left to do there.
+        The etag makes two racing runs see each other: only one replace (or create) wins, and the loser decides
+        again on what the winner wrote."""
         for _ in range(WRITE_ATTEMPTS):
             now = self.clock()
             lease = {"owner": owner, "until": now_iso(now + dt.timedelta(seconds=seconds))}
@@ -180,6 +183,8 @@ class Ledger:
             held = state.get("lease") or {}
             if held.get("owner") not in (None, owner) and held.get("until", "") > now_iso(now):
                 return LeaseResult(False)
+            if done_since and (state.get("lastSuccessAt") or "") >= done_since and state.get("lastRunId") != owner:
+                return LeaseResult(False, done=True)
             lapsed = held.get("owner") if held.get("owner") not in (None, owner) else None
             try:
                 _guarded(self._container, {**state, "lease": lease}, state)
